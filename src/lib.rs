@@ -1,0 +1,10 @@
+//! demandflow: demand-driven streaming pipelines.
+#![forbid(unsafe_code)]
+
+pub mod cancel;
+pub mod error;
+pub mod stage;
+
+pub use cancel::{CancelCause, CancelScope};
+pub use error::BoxError;
+pub use stage::{Consumer, Context, Emitter, Flow, Processor, Producer};

@@ -1,0 +1,90 @@
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::cancel::{CancelCause, CancelScope};
+
+/// What a stage can see of the pipeline around it: its name, the deadline and
+/// the cancellation of its scope.
+///
+/// Handed to every stage call. Cloning is cheap.
+///
+/// # Example
+///
+/// ```
+/// use demandflow::{BoxError, Consumer, Context};
+///
+/// struct Slow;
+///
+/// impl Consumer<u64> for Slow {
+///     async fn consume(&mut self, events: &[u64], cx: &Context) -> Result<(), BoxError> {
+///         for _ in events {
+///             tokio::select! {
+///                 _ = cx.cancelled() => return Ok(()),
+///                 _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
+///             }
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub(crate) name: Arc<str>,
+    pub(crate) attempt: u32,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) scope: CancelScope,
+}
+
+impl Context {
+    /// A context for driving a stage by hand, outside a pipeline (tests,
+    /// adapters). It is never cancelled unless `scope` is.
+    pub fn detached(name: &str) -> Context {
+        Context {
+            name: Arc::from(name),
+            attempt: 0,
+            deadline: None,
+            scope: CancelScope::new(),
+        }
+    }
+
+    /// The stage's name, as given to the pipeline builder.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many times this stage has been restarted (0 for the first instance).
+    pub fn restarts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The pipeline's deadline, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether this stage's scope has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.scope.is_cancelled()
+    }
+
+    /// Why this stage's scope was cancelled, once it has been.
+    pub fn cancel_cause(&self) -> Option<CancelCause> {
+        self.scope.cause()
+    }
+
+    /// Completes when this stage's scope is cancelled (by the user, the
+    /// deadline, the owner dropping its handle, or shutdown).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping it loses nothing.
+    pub async fn cancelled(&self) {
+        self.scope.cancelled().await
+    }
+
+    /// The stage's cancellation scope, to hand to work the stage spawns.
+    pub fn scope(&self) -> &CancelScope {
+        &self.scope
+    }
+}

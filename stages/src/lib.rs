@@ -1,0 +1,4 @@
+//! Ready-made demandflow stages: the SSE decoder, LLM provider producers,
+//! the embedded mock provider and the `demandflow` binary.
+
+pub mod provider;

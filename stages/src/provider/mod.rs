@@ -1,0 +1,5 @@
+//! LLM provider streams, normalised into [`ProviderEvent`].
+
+mod event;
+
+pub use event::{Api, ProviderEvent, Status, Usage};
