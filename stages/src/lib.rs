@@ -2,3 +2,5 @@
 //! the embedded mock provider and the `demandflow` binary.
 
 pub mod provider;
+pub mod replay;
+pub mod sse;
