@@ -3,8 +3,9 @@
 
 pub mod cancel;
 pub mod error;
+pub(crate) mod loom;
 pub mod stage;
 
-pub use cancel::{CancelCause, CancelScope};
+pub use cancel::{CancelCause, CancelGuard, CancelScope};
 pub use error::BoxError;
 pub use stage::{Consumer, Context, Emitter, Flow, Processor, Producer};
