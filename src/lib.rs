@@ -4,6 +4,7 @@
 pub mod cancel;
 pub mod error;
 pub(crate) mod loom;
+pub mod push;
 pub mod stage;
 
 pub use cancel::{CancelCause, CancelGuard, CancelScope};

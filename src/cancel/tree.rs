@@ -40,7 +40,7 @@
 //! woken.
 
 use std::collections::HashMap;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use super::waiters::{wake_all, Waiters};
 use super::CancelCause;

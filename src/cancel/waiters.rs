@@ -72,6 +72,7 @@ impl Waiters {
     }
 
     /// Whether any future is parked right now.
+    #[cfg(test)]
     pub(crate) fn has_parked(&self) -> bool {
         self.slots.iter().any(Option::is_some)
     }
