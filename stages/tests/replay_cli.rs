@@ -45,8 +45,16 @@ fn replay_prints_events_then_a_summary_matching_each_fixture() {
         let (summary, events) = lines.split_last().unwrap();
         let summary = &summary["summary"];
         assert_eq!(summary["events"].as_u64().unwrap() as usize, events.len());
-        assert_eq!(summary["status"], fixture.expected["status"], "{}", fixture.name);
-        assert_eq!(summary["usage"], fixture.expected["usage"], "{}", fixture.name);
+        assert_eq!(
+            summary["status"], fixture.expected["status"],
+            "{}",
+            fixture.name
+        );
+        assert_eq!(
+            summary["usage"], fixture.expected["usage"],
+            "{}",
+            fixture.name
+        );
         let text = summary["text"].as_str().unwrap();
         match fixture.expected["text"].as_str() {
             Some(expected) => assert_eq!(text, expected),
@@ -147,7 +155,13 @@ fn replay_undecodable_transcript_ends_with_failed_done_and_exit_1() {
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"}}]}\n\ndata: {not json\n\n",
     )
     .unwrap();
-    let out = run(&["--api", "openai-chat", "--chunk", "5", path.to_str().unwrap()]);
+    let out = run(&[
+        "--api",
+        "openai-chat",
+        "--chunk",
+        "5",
+        path.to_str().unwrap(),
+    ]);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.code, 1);
     assert_eq!(out.stderr.lines().count(), 1);

@@ -70,7 +70,10 @@ fn bom_is_stripped_once_only_at_stream_start() {
         ["1", "3"]
     );
     // A second leading BOM is part of the first field name.
-    assert_eq!(datas(b"\xEF\xBB\xBF\xEF\xBB\xBFdata: 1\n\ndata: 2\n\n"), ["2"]);
+    assert_eq!(
+        datas(b"\xEF\xBB\xBF\xEF\xBB\xBFdata: 1\n\ndata: 2\n\n"),
+        ["2"]
+    );
 }
 
 #[test]
@@ -99,7 +102,10 @@ fn comment_lines_are_ignored_even_between_data_lines() {
 
 #[test]
 fn one_space_after_colon_is_removed_and_no_more() {
-    assert_eq!(datas(b"data:x\n\ndata: x\n\ndata:  x\n\n"), ["x", "x", " x"]);
+    assert_eq!(
+        datas(b"data:x\n\ndata: x\n\ndata:  x\n\n"),
+        ["x", "x", " x"]
+    );
 }
 
 #[test]
@@ -143,7 +149,10 @@ fn event_field_sets_type_and_empty_event_means_message() {
 
 #[test]
 fn field_names_are_case_sensitive_and_unknown_ones_ignored() {
-    assert_eq!(datas(b"Data: no\nDATA: no\nfoo: bar\ndata: yes\n\n"), ["yes"]);
+    assert_eq!(
+        datas(b"Data: no\nDATA: no\nfoo: bar\ndata: yes\n\n"),
+        ["yes"]
+    );
 }
 
 #[test]
@@ -174,7 +183,9 @@ fn id_containing_nul_is_ignored() {
 fn id_only_block_updates_last_event_id_without_dispatch() {
     let mut decoder = SseDecoder::new();
     let mut out = Vec::new();
-    decoder.feed(b"data: a\n\nid: evt-final\n\n", &mut out).unwrap();
+    decoder
+        .feed(b"data: a\n\nid: evt-final\n\n", &mut out)
+        .unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(decoder.last_event_id(), "evt-final");
 }

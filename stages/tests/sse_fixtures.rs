@@ -57,7 +57,12 @@ fn g_p1_empty_chunks_change_nothing() {
             chunks.push(piece);
             chunks.push(b"");
         }
-        assert_eq!(decode_provider(fixture.api(), &chunks), whole, "{}", fixture.name);
+        assert_eq!(
+            decode_provider(fixture.api(), &chunks),
+            whole,
+            "{}",
+            fixture.name
+        );
     }
 }
 
@@ -121,7 +126,10 @@ fn fixture_08_tool_input_fragments_concatenate_to_valid_json() {
         assert_eq!(id.as_deref(), Some("toolu_fx08"));
         assert_eq!(name.as_deref(), Some("get_weather"));
         let input: serde_json::Value = serde_json::from_str(arguments).unwrap();
-        assert_eq!(input, serde_json::json!({"city": "Oslo", "unit": "celsius"}));
+        assert_eq!(
+            input,
+            serde_json::json!({"city": "Oslo", "unit": "celsius"})
+        );
     }
 }
 
@@ -154,9 +162,13 @@ fn fixture_05_sse_fields_ids_retry_and_multiline_data() {
             ],
             "chunk size {size}"
         );
-        assert!(events.iter().all(|e| e.event == "message" && e.retry == Some(2500)));
+        assert!(events
+            .iter()
+            .all(|e| e.event == "message" && e.retry == Some(2500)));
         // Multi-line data joined with LF; the bare `data` line adds an empty line.
-        assert!(events[1].data.starts_with("{\n \"id\": \"chatcmpl-fx05\",\n\n \"object\""));
+        assert!(events[1]
+            .data
+            .starts_with("{\n \"id\": \"chatcmpl-fx05\",\n\n \"object\""));
         assert!(events[1].data.ends_with("\n}"));
         // Only one space after the colon is removed.
         assert!(events[3].data.starts_with(" {\"id\""));

@@ -97,10 +97,7 @@ pub fn split<'a>(body: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
 
 /// Decodes a provider body fed as `chunks`. On error returns the events
 /// produced before it together with the error.
-pub fn decode_provider(
-    api: Api,
-    chunks: &[&[u8]],
-) -> (Vec<ProviderEvent>, Option<DecodeError>) {
+pub fn decode_provider(api: Api, chunks: &[&[u8]]) -> (Vec<ProviderEvent>, Option<DecodeError>) {
     let mut decoder = ProviderDecoder::new(api);
     let mut out = Vec::new();
     for chunk in chunks {
