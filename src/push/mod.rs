@@ -42,7 +42,7 @@
 //! use demandflow::{CancelCause, Context, Emitter, Flow, Producer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn main() -> Result<(), demandflow::BoxError> {
 //! let config = PushConfig::default()
 //!     .with_max_queue(3)
 //!     .with_overflow(Overflow::DropOldest);

@@ -25,7 +25,7 @@ use crate::loom::sync::Arc;
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn main() -> Result<(), demandflow::BoxError> {
 /// let (pusher, mut producer) = push::channel::<&str>(PushConfig::default())?;
 /// pusher.push("a")?;
 /// pusher.push("b")?;

@@ -268,6 +268,17 @@ impl<T> Shared<T> {
         }
     }
 
+    /// Slots owned in the producer, sender and result lists; for leak tests.
+    #[cfg(test)]
+    pub(crate) fn parked_slots(&self) -> [usize; 3] {
+        let inner = lock(&self.inner);
+        [
+            inner.producers_parked.owned(),
+            inner.senders_parked.owned(),
+            inner.results_parked.owned(),
+        ]
+    }
+
     /// Invariants of the state; for tests.
     #[cfg(test)]
     pub(crate) fn check(&self) -> Result<(), &'static str> {
