@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::config::ApiKey;
+use super::retry::GiveUp;
 use super::{DecodeError, ProviderEvent, Status};
 
 /// How a failure should be treated, named after `http_error_cases.json`'s
@@ -141,6 +142,56 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// The error for an HTTP error response: the provider's error kind and
+    /// message read from `body` (OpenAI or Anthropic shape, else the text),
+    /// classed by status.
+    ///
+    /// ```
+    /// use demandflow_stages::provider::{ErrorClass, ProviderError};
+    ///
+    /// let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    /// let e = ProviderError::from_http(529, body);
+    /// assert_eq!(e.kind(), "overloaded_error");
+    /// assert_eq!(e.class(), ErrorClass::Overloaded);
+    /// ```
+    pub fn from_http(status: u16, body: &[u8]) -> ProviderError {
+        let (kind, message) = parse_error_body(status, body);
+        let class = class_for_status(status, &kind);
+        ProviderError::Http {
+            status,
+            kind,
+            message,
+            class,
+        }
+    }
+
+    /// The error to report once a retry policy gave up on this one: a
+    /// deadline error when the retry would have passed the deadline, a
+    /// non-transient rate limit when the server asked for too long a wait,
+    /// else this error unchanged.
+    pub fn given_up(self, reason: GiveUp) -> ProviderError {
+        match (reason, self) {
+            (GiveUp::Deadline { delay, remaining }, err) => ProviderError::DeadlineExceeded(format!(
+                "a retry in {delay:?} would pass the deadline ({remaining:?} left); last error: {err}"
+            )),
+            (
+                GiveUp::RetryAfterTooLong(_),
+                ProviderError::Http {
+                    status,
+                    kind,
+                    message,
+                    ..
+                },
+            ) => ProviderError::Http {
+                status,
+                kind,
+                message,
+                class: ErrorClass::RateLimitedNonTransient,
+            },
+            (_, err) => err,
+        }
+    }
+
     /// How to treat this error.
     pub fn class(&self) -> ErrorClass {
         match self {

@@ -38,7 +38,7 @@ use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
 use super::config::ProviderConfig;
-use super::error::{class_for_status, error_chain, parse_error_body, redact, ErrorClass};
+use super::error::{error_chain, redact};
 use super::retry::{Decision, Failure, GiveUp, RetryInput};
 use super::{ProviderDecoder, ProviderError, ProviderEvent, Status, TimeoutKind};
 
@@ -380,13 +380,19 @@ impl Session {
                 break;
             }
         }
-        let (kind, message) = parse_error_body(status.as_u16(), &body);
-        let class = class_for_status(status.as_u16(), &kind);
-        let err = ProviderError::Http {
-            status: status.as_u16(),
-            kind,
-            message: redact(message, key),
-            class,
+        let err = match ProviderError::from_http(status.as_u16(), &body) {
+            ProviderError::Http {
+                status,
+                kind,
+                message,
+                class,
+            } => ProviderError::Http {
+                status,
+                kind,
+                message: redact(message, key),
+                class,
+            },
+            other => other,
         };
         Ok(Err((err, headers)))
     }
@@ -418,28 +424,7 @@ impl Session {
                 Ok(())
             }
             Decision::GiveUp(reason) => {
-                let err = match (reason, err) {
-                    (GiveUp::Deadline { delay, remaining }, err) => {
-                        ProviderError::DeadlineExceeded(format!(
-                            "a retry in {delay:?} would pass the deadline ({remaining:?} left); last error: {err}"
-                        ))
-                    }
-                    (
-                        GiveUp::RetryAfterTooLong(_),
-                        ProviderError::Http {
-                            status,
-                            kind,
-                            message,
-                            ..
-                        },
-                    ) => ProviderError::Http {
-                        status,
-                        kind,
-                        message,
-                        class: ErrorClass::RateLimitedNonTransient,
-                    },
-                    (_, err) => err,
-                };
+                let err = err.given_up(reason);
                 let restartable = matches!(reason, GiveUp::Exhausted { .. })
                     && err.class().is_retryable_by_restart();
                 if self.transient_as_error && restartable {
