@@ -70,12 +70,15 @@ pub fn http_client(config: &ProviderConfig) -> Result<reqwest::Client, ProviderE
 enum State {
     Start,
     Backoff(Instant),
-    Streaming {
-        resp: reqwest::Response,
-        decoder: ProviderDecoder,
-        first_event_by: Option<Instant>,
-    },
+    /// Boxed: a response and a decoder are large next to the other states.
+    Streaming(Box<Streaming>),
     Finished,
+}
+
+struct Streaming {
+    resp: reqwest::Response,
+    decoder: ProviderDecoder,
+    first_event_by: Option<Instant>,
 }
 
 /// One logical request: its attempts, the body being read, and the events
@@ -244,14 +247,14 @@ impl Session {
                         }
                         Guarded::Ready(Ok(Ok(resp))) => {
                             self.decoded_any = false;
-                            self.state = State::Streaming {
+                            self.state = State::Streaming(Box::new(Streaming {
                                 resp,
                                 decoder: ProviderDecoder::with_max_event_bytes(
                                     self.cfg.api(),
                                     self.cfg.event_cap(),
                                 ),
                                 first_event_by,
-                            };
+                            }));
                         }
                         Guarded::Ready(Ok(Err((err, headers)))) => {
                             let status = err.status().unwrap_or(500);
@@ -264,11 +267,12 @@ impl Session {
                         Guarded::Ready(Err(err)) => self.attempt_failed(err, Failure::Connect)?,
                     }
                 }
-                State::Streaming {
-                    resp,
-                    decoder,
-                    first_event_by,
-                } => {
+                State::Streaming(streaming) => {
+                    let Streaming {
+                        resp,
+                        decoder,
+                        first_event_by,
+                    } = &mut **streaming;
                     let wait = if self.decoded_any {
                         Some(now + timeouts.idle)
                     } else {
