@@ -21,8 +21,9 @@ fn config(api: Api, server: &MockServer) -> ProviderConfig {
         .prompt("go")
 }
 
-/// About 24 MB of Anthropic SSE (each text delta event is ~120 bytes).
-const HUGE_TOKENS: u64 = 200_000;
+/// About 44 MB of Anthropic SSE (each text delta event is ~110 bytes): far
+/// more than any socket buffers, so a stall cannot be mistaken for the end.
+const HUGE_TOKENS: u64 = 400_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_demand_stops_reading_and_the_servers_writes_block() {
