@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench -p demandflow-stages --bench sse_decode`.
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::time::Duration;
 
 use bytes::Bytes;

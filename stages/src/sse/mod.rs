@@ -284,19 +284,15 @@ impl SseDecoder {
                 self.event_type.clear();
                 push_lossy(&mut self.event_type, value);
             }
-            b"id" => {
-                if memchr::memchr(0, value).is_none() {
-                    self.last_id.clear();
-                    push_lossy(&mut self.last_id, value);
-                }
+            b"id" if memchr::memchr(0, value).is_none() => {
+                self.last_id.clear();
+                push_lossy(&mut self.last_id, value);
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    // All digits, so only overflow can fail: such a value is
-                    // ignored like any other unusable one.
-                    if let Ok(ms) = parse_u64(value) {
-                        self.retry = Some(ms);
-                    }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                // All digits, so only overflow can fail: such a value is
+                // ignored like any other unusable one.
+                if let Ok(ms) = parse_u64(value) {
+                    self.retry = Some(ms);
                 }
             }
             _ => {}

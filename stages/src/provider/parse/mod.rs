@@ -254,7 +254,9 @@ impl Parser {
 ///     .unwrap();
 /// decoder.feed(b"data: [DONE]\n\n", &mut out).unwrap();
 /// decoder.finish(&mut out).unwrap();
-/// assert_eq!(out[0], ProviderEvent::TextDelta { text: "Hi".into() });
+/// // Chat has no start event: the first chunk starts the response.
+/// assert_eq!(out[0], ProviderEvent::Start { id: None, model: None });
+/// assert_eq!(out[1], ProviderEvent::TextDelta { text: "Hi".into() });
 /// assert_eq!(out.last(), Some(&ProviderEvent::Done { status: Status::Completed, stop_reason: None }));
 /// assert!(decoder.is_finished());
 /// ```
