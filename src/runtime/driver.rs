@@ -10,12 +10,11 @@
 use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 
-use futures::FutureExt;
 use tokio::time::Instant;
 
 use super::edge::EdgeEnd;
@@ -62,7 +61,7 @@ pub(crate) struct StageCx {
     pub(crate) manual: Option<Arc<dyn Fn(usize) + Send + Sync>>,
 }
 
-pub(crate) type HandlerResult<T> = Result<Result<T, BoxError>, Box<dyn Any + Send>>;
+pub(crate) type HandlerResult<T> = std::thread::Result<Result<T, BoxError>>;
 
 impl StageCx {
     pub(crate) fn context(&self, attempt: u32) -> Context {
@@ -109,29 +108,23 @@ impl StageCx {
     }
 
     /// Runs a handler future to completion, catching panics. If it does not
-    /// complete on its first poll, `on_pending` runs (a producer flushes what
-    /// it already has) and the wait can be interrupted by cancel or the
-    /// supervisor (`Err` then carries the reason; the future is dropped).
-    async fn run_handler<F, T>(
+    /// complete on its first poll, the wait can be interrupted by cancel or
+    /// the supervisor (`Err` then carries the reason; the future is dropped).
+    async fn run_handler<F: Future>(
         &self,
         fut: F,
-        on_pending: impl FnOnce(),
-    ) -> Result<HandlerResult<T>, InstanceExit>
-    where
-        F: Future<Output = Result<T, BoxError>>,
-    {
-        let mut fut = pin!(AssertUnwindSafe(fut).catch_unwind());
-        if let Poll::Ready(r) = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+    ) -> Result<std::thread::Result<F::Output>, InstanceExit> {
+        let mut fut = pin!(fut);
+        if let Poll::Ready(r) = poll_fn(|c| Poll::Ready(poll_catching(fut.as_mut(), c))).await {
             return Ok(r);
         }
-        on_pending();
         loop {
             if let Some(exit) = self.interrupt() {
                 return Err(exit);
             }
             tokio::select! {
                 biased;
-                r = &mut fut => return Ok(r),
+                r = poll_fn(|c| poll_catching(fut.as_mut(), c)) => return Ok(r),
                 _ = self.stage.control_notify.notified() => {}
             }
         }
@@ -147,6 +140,18 @@ impl StageCx {
             events,
             len,
         });
+    }
+}
+
+/// Polls a handler future once, turning a panic into a value.
+fn poll_catching<F: Future>(
+    fut: Pin<&mut F>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<std::thread::Result<F::Output>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(p) => Poll::Ready(Err(p)),
     }
 }
 
@@ -355,53 +360,58 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                 continue;
             }
             // Call the producer until the demand is met, it runs dry, or it
-            // would wait; coalesce what it emits into one batch.
-            let mut remaining = demand;
-            let mut failure = None;
-            while remaining > 0 {
-                if em.buf.capacity() == 0 {
-                    em.buf = self.outputs.buffer();
-                }
-                let acc = &mut self.acc;
-                let outputs = &mut self.outputs;
-                let fut = instance.produce(remaining, &mut em, &ctx);
-                let r = cx
-                    .run_handler(fut, || {
-                        if !acc.is_empty() {
-                            outputs.emit(std::mem::take(acc), stage);
+            // would wait; coalesce what it emits into one batch. The whole
+            // loop is one guarded future: a panic is caught once per batch,
+            // not once per call, which keeps the per-event path cheap.
+            let acc = &mut self.acc;
+            let outputs = &mut self.outputs;
+            let em_ref = &mut em;
+            let instance = &mut instance;
+            let ctx = &ctx;
+            let batch = async move {
+                let em = em_ref;
+                let mut remaining = demand;
+                while remaining > 0 {
+                    if em.buf.capacity() == 0 {
+                        em.buf = outputs.buffer();
+                    }
+                    let r = {
+                        let mut fut = pin!(instance.produce(remaining, em, ctx));
+                        match poll_fn(|c| Poll::Ready(fut.as_mut().poll(c))).await {
+                            Poll::Ready(r) => r,
+                            Poll::Pending => {
+                                // The producer would wait: deliver what it gave so far.
+                                if !acc.is_empty() {
+                                    outputs.emit(std::mem::take(acc), stage);
+                                }
+                                fut.await
+                            }
                         }
-                    })
-                    .await;
-                let emitted = em.len();
-                if self.acc.is_empty() {
-                    std::mem::swap(&mut self.acc, &mut em.buf);
-                } else {
-                    self.acc.append(&mut em.buf);
-                }
-                match r.map(failure_message) {
-                    Err(exit) => {
-                        self.flush(stage);
-                        return exit;
+                    };
+                    let emitted = em.len();
+                    if acc.is_empty() {
+                        std::mem::swap(acc, &mut em.buf);
+                    } else {
+                        acc.append(&mut em.buf);
                     }
-                    Ok(Ok(Flow::Continue)) => {
-                        remaining = remaining.saturating_sub(emitted);
-                        if emitted == 0 {
-                            break;
-                        }
-                    }
-                    Ok(Ok(Flow::Done)) => {
-                        self.done = true;
-                        break;
-                    }
-                    Ok(Err(e)) => {
-                        failure = Some(e);
-                        break;
+                    match r? {
+                        Flow::Continue if emitted == 0 => break,
+                        Flow::Continue => remaining = remaining.saturating_sub(emitted),
+                        Flow::Done => return Ok(true),
                     }
                 }
+                Ok::<bool, BoxError>(false)
+            };
+            let r = cx.run_handler(batch).await;
+            // What was emitted before an error or panic is still delivered.
+            if !em.is_empty() {
+                self.acc.append(&mut em.buf);
             }
             self.flush(stage);
-            if let Some(e) = failure {
-                return InstanceExit::Failed(e);
+            match r.map(failure_message) {
+                Err(exit) => return exit,
+                Ok(Ok(done)) => self.done = done,
+                Ok(Err(e)) => return InstanceExit::Failed(e),
             }
             tokio::task::consume_budget().await;
         }
@@ -467,9 +477,7 @@ where
             }
             if let Some(at) = instance.timer() {
                 if at <= Instant::now() {
-                    let r = cx
-                        .run_handler(instance.on_timer(&mut em, &ctx), || {})
-                        .await;
+                    let r = cx.run_handler(instance.on_timer(&mut em, &ctx)).await;
                     match r.map(failure_message) {
                         Err(exit) => return exit,
                         Ok(Ok(())) => {
@@ -494,7 +502,7 @@ where
                 }
                 Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
                 Next::Ended(None) => {
-                    let r = cx.run_handler(instance.finish(&mut em, &ctx), || {}).await;
+                    let r = cx.run_handler(instance.finish(&mut em, &ctx)).await;
                     match r.map(failure_message) {
                         Err(exit) => return exit,
                         Ok(Ok(())) => {
@@ -513,9 +521,7 @@ where
                         em.buf = self.outputs.buffer();
                     }
                     let chunk = self.inputs.chunk(len);
-                    let r = cx
-                        .run_handler(instance.process(chunk, &mut em, &ctx), || {})
-                        .await;
+                    let r = cx.run_handler(instance.process(chunk, &mut em, &ctx)).await;
                     match r.map(failure_message) {
                         Err(exit) => {
                             em.buf.clear();
@@ -606,7 +612,7 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
                 }
                 Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
                 Next::Ended(None) => {
-                    let r = cx.run_handler(instance.finish(&ctx), || {}).await;
+                    let r = cx.run_handler(instance.finish(&ctx)).await;
                     return match r.map(failure_message) {
                         Err(exit) => exit,
                         Ok(Ok(())) => InstanceExit::Normal,
@@ -615,7 +621,7 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
                 }
                 Next::Chunk(len) => {
                     let chunk = self.inputs.chunk(len);
-                    let r = cx.run_handler(instance.consume(chunk, &ctx), || {}).await;
+                    let r = cx.run_handler(instance.consume(chunk, &ctx)).await;
                     match r.map(failure_message) {
                         Err(exit) => return exit,
                         Ok(Ok(())) => {
