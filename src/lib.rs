@@ -6,14 +6,16 @@ pub mod cancel;
 mod demand;
 pub mod dispatcher;
 pub mod error;
+pub(crate) mod loom;
 pub mod pipeline;
+pub mod push;
 pub(crate) mod runtime;
 pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod supervisor;
 
-pub use cancel::{CancelCause, CancelScope};
+pub use cancel::{CancelCause, CancelGuard, CancelScope};
 pub use demand::{DemandLimits, DemandLimitsError, SubscriberDemand, DEFAULT_MAX_DEMAND};
 pub use error::{AskError, BoxError, BuildError, PipelineError};
 pub use pipeline::{

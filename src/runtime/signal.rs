@@ -23,13 +23,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 use futures::task::AtomicWaker;
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 use loom::future::AtomicWaker;
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 use loom::sync::atomic::{AtomicU8, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 use std::sync::atomic::{AtomicU8, Ordering};
 
 const IDLE: u8 = 0;

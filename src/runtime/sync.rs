@@ -1,6 +1,3 @@
-//! std ↔ loom switch for the runtime's shared state.
+//! The runtime's synchronisation types, through the crate's std ↔ loom switch.
 
-#[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
-#[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use crate::loom::sync::{Arc, Mutex, MutexGuard};

@@ -1,5 +1,22 @@
 //! LLM provider streams, normalised into [`ProviderEvent`].
 
+mod config;
+mod error;
 mod event;
+mod http;
+mod parse;
+mod registry;
+mod retry;
 
+pub use config::{
+    default_base_url, endpoint_url, ApiKey, ConfigError, Message, ProviderConfig, Role, Timeouts,
+};
+pub use error::{ErrorClass, ProviderError, TimeoutKind};
 pub use event::{Api, ProviderEvent, Status, Usage};
+pub use http::{http_client, ProviderProducer, ProviderStream};
+pub use parse::{DecodeError, DecodeErrorKind, ParseApiError, ProviderDecoder};
+pub use registry::{ProviderEntry, ProviderRegistry, RegistryBuilder, RegistryError};
+pub use retry::{
+    backoff_delay, server_hint, should_retry_status, Decision, ExponentialBackoff, Failure, GiveUp,
+    Jitter, RetryInput, RetryPolicy,
+};

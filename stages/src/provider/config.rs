@@ -1,0 +1,579 @@
+//! What a provider request is made of: endpoint, key, model, prompt,
+//! timeouts and retry policy, and the request each API expects.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::Url;
+use serde_json::{json, Value};
+
+use super::retry::{ExponentialBackoff, RetryPolicy};
+use super::Api;
+use crate::sse::DEFAULT_MAX_EVENT_BYTES;
+
+/// An API key. Its `Debug` never shows it and it has no `Display`; read it
+/// with [`ApiKey::expose`] only to put it in a header.
+///
+/// ```
+/// use demandflow_stages::provider::ApiKey;
+///
+/// let key = ApiKey::new("sk-very-secret");
+/// assert_eq!(format!("{key:?}"), "ApiKey(<redacted>)");
+/// assert_eq!(key.expose(), "sk-very-secret");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(Arc<str>);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl AsRef<str>) -> ApiKey {
+        ApiKey(Arc::from(key.as_ref()))
+    }
+
+    /// Reads the key from environment variable `var`, if set and not empty.
+    pub fn from_env(var: &str) -> Option<ApiKey> {
+        std::env::var(var)
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(ApiKey::new)
+    }
+
+    /// The key itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl From<&str> for ApiKey {
+    fn from(s: &str) -> ApiKey {
+        ApiKey::new(s)
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(s: String) -> ApiKey {
+        ApiKey::new(s)
+    }
+}
+
+/// A configuration that cannot make a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The base URL is not usable.
+    #[error("invalid base url `{url}`: {reason}")]
+    BaseUrl {
+        /// The URL as given (credentials removed).
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key cannot be sent in an HTTP header (control characters).
+    #[error("the api key contains characters not allowed in an HTTP header")]
+    InvalidKey,
+    /// An extra header is not a valid header.
+    #[error("invalid header `{0}`")]
+    InvalidHeader(String),
+}
+
+/// Read timeouts of a provider request.
+///
+/// The total deadline is the earlier of [`Timeouts::total`] (counted from the
+/// first request) and the pipeline's deadline (`cx.deadline()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Establishing the connection (default 5 s, as the SDKs).
+    pub connect: Duration,
+    /// From sending a request to its first decoded event (default 60 s).
+    pub first_event: Duration,
+    /// The longest wait for the next body chunk while streaming (default
+    /// 60 s). It starts when the producer asks for more, so a consumer that
+    /// pauses never trips it.
+    pub idle: Duration,
+    /// The whole request, retries included (default none).
+    pub total: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            first_event: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            total: None,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Sets the connect timeout.
+    pub fn connect(mut self, d: Duration) -> Self {
+        self.connect = d;
+        self
+    }
+
+    /// Sets the first-event timeout.
+    pub fn first_event(mut self, d: Duration) -> Self {
+        self.first_event = d;
+        self
+    }
+
+    /// Sets the idle timeout.
+    pub fn idle(mut self, d: Duration) -> Self {
+        self.idle = d;
+        self
+    }
+
+    /// Sets the total timeout.
+    pub fn total(mut self, d: Duration) -> Self {
+        self.total = Some(d);
+        self
+    }
+}
+
+/// Who speaks in a [`Message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// The user.
+    User,
+    /// The model, in earlier turns.
+    Assistant,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One turn of the conversation sent to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Message {
+    /// Who says it.
+    pub role: Role,
+    /// What is said.
+    pub content: String,
+}
+
+impl Message {
+    /// A user turn.
+    pub fn user(content: impl Into<String>) -> Message {
+        Message {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+
+    /// An assistant turn.
+    pub fn assistant(content: impl Into<String>) -> Message {
+        Message {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+/// Everything needed to make (and re-make, after a restart) one streaming
+/// request. Cheap to clone.
+///
+/// ```
+/// use std::time::Duration;
+/// use demandflow_stages::provider::{Api, ProviderConfig, Timeouts};
+///
+/// let cfg = ProviderConfig::new(Api::AnthropicMessages, "http://127.0.0.1:8080/v1")
+///     .unwrap()
+///     .api_key("sk-ant-secret")
+///     .model("claude-sonnet-4-5")
+///     .max_tokens(256)
+///     .prompt("Say hi")
+///     .timeouts(Timeouts::default().idle(Duration::from_secs(5)));
+/// // No second `/v1`: the base already ends in it.
+/// assert_eq!(cfg.endpoint().as_str(), "http://127.0.0.1:8080/v1/messages");
+/// assert!(!format!("{cfg:?}").contains("sk-ant-secret"));
+/// ```
+#[derive(Clone)]
+pub struct ProviderConfig {
+    api: Api,
+    base_url: Url,
+    endpoint: Url,
+    api_key: Option<ApiKey>,
+    model: String,
+    max_tokens: u32,
+    system: Option<String>,
+    messages: Vec<Message>,
+    timeouts: Timeouts,
+    retry: Arc<dyn RetryPolicy>,
+    max_event_bytes: usize,
+    extra_headers: HeaderMap,
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("api", &self.api)
+            .field("endpoint", &self.endpoint.as_str())
+            .field("api_key", &self.api_key)
+            .field("model", &self.model)
+            .field("max_tokens", &self.max_tokens)
+            .field("messages", &self.messages.len())
+            .field("timeouts", &self.timeouts)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The public endpoint of each API.
+pub fn default_base_url(api: Api) -> &'static str {
+    match api {
+        Api::AnthropicMessages => "https://api.anthropic.com",
+        _ => "https://api.openai.com/v1",
+    }
+}
+
+fn default_model(api: Api) -> &'static str {
+    match api {
+        Api::AnthropicMessages => "claude-sonnet-4-5",
+        _ => "gpt-4.1-mini",
+    }
+}
+
+/// `base` (scheme, host, port, optional path prefix) joined with the API's
+/// standard path, without a second `/v1` when `base` already ends in `/v1`.
+///
+/// ```
+/// use demandflow_stages::provider::{endpoint_url, Api};
+///
+/// let url = |b| endpoint_url(Api::OpenAiChat, b).unwrap().to_string();
+/// assert_eq!(url("http://localhost:8000"), "http://localhost:8000/v1/chat/completions");
+/// assert_eq!(url("http://localhost:8000/v1/"), "http://localhost:8000/v1/chat/completions");
+/// assert_eq!(url("https://gw.example/openai"), "https://gw.example/openai/v1/chat/completions");
+/// assert!(endpoint_url(Api::OpenAiChat, "ftp://x").is_err());
+/// ```
+///
+/// # Errors
+///
+/// When `base` does not parse, is not http(s), has no host, or carries
+/// credentials, a query or a fragment.
+pub fn endpoint_url(api: Api, base: &str) -> Result<Url, ConfigError> {
+    let base = parse_base(base)?;
+    Ok(join_endpoint(api, &base))
+}
+
+fn parse_base(base: &str) -> Result<Url, ConfigError> {
+    let err = |url: &str, reason: &str| ConfigError::BaseUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = Url::parse(base.trim()).map_err(|e| {
+        // The string may hold credentials; name only what parsing said.
+        err("<unparsable>", &e.to_string())
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        return Err(err(
+            shown.as_str(),
+            "credentials in the URL are not allowed; use an api key",
+        ));
+    }
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(err(url.as_str(), "scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(err(url.as_str(), "no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err(url.as_str(), "query and fragment are not allowed"));
+    }
+    Ok(url)
+}
+
+fn join_endpoint(api: Api, base: &Url) -> Url {
+    let prefix = base.path().trim_end_matches('/');
+    let path = api.path();
+    let joined = match path.strip_prefix("/v1") {
+        Some(rest) if prefix.ends_with("/v1") => format!("{prefix}{rest}"),
+        _ => format!("{prefix}{path}"),
+    };
+    let mut url = base.clone();
+    url.set_path(&joined);
+    url
+}
+
+impl ProviderConfig {
+    /// A configuration for `api` at `base_url` with default model, 1024 max
+    /// tokens, default timeouts and the SDKs' retry policy.
+    ///
+    /// # Errors
+    ///
+    /// See [`endpoint_url`].
+    pub fn new(api: Api, base_url: &str) -> Result<ProviderConfig, ConfigError> {
+        let base_url = parse_base(base_url)?;
+        Ok(ProviderConfig {
+            api,
+            endpoint: join_endpoint(api, &base_url),
+            base_url,
+            api_key: None,
+            model: default_model(api).to_owned(),
+            max_tokens: 1024,
+            system: None,
+            messages: Vec::new(),
+            timeouts: Timeouts::default(),
+            retry: Arc::new(ExponentialBackoff::default()),
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            extra_headers: HeaderMap::new(),
+        })
+    }
+
+    /// A configuration for `api` at its public endpoint.
+    pub fn official(api: Api) -> ProviderConfig {
+        // The constant URLs always parse; fall back to a rebuilt value
+        // rather than panicking if that ever changed.
+        ProviderConfig::new(api, default_base_url(api)).unwrap_or_else(|_| {
+            let url = Url::parse("https://invalid.invalid").expect("constant URL parses");
+            ProviderConfig {
+                api,
+                endpoint: join_endpoint(api, &url),
+                base_url: url,
+                api_key: None,
+                model: default_model(api).to_owned(),
+                max_tokens: 1024,
+                system: None,
+                messages: Vec::new(),
+                timeouts: Timeouts::default(),
+                retry: Arc::new(ExponentialBackoff::default()),
+                max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+                extra_headers: HeaderMap::new(),
+            }
+        })
+    }
+
+    /// Replaces the base URL.
+    ///
+    /// # Errors
+    ///
+    /// See [`endpoint_url`].
+    pub fn base_url(mut self, base_url: &str) -> Result<ProviderConfig, ConfigError> {
+        self.base_url = parse_base(base_url)?;
+        self.endpoint = join_endpoint(self.api, &self.base_url);
+        Ok(self)
+    }
+
+    /// Sets the key.
+    pub fn api_key(mut self, key: impl Into<ApiKey>) -> ProviderConfig {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Sets the model.
+    pub fn model(mut self, model: impl Into<String>) -> ProviderConfig {
+        self.model = model.into();
+        self
+    }
+
+    /// Sets the output token limit.
+    pub fn max_tokens(mut self, n: u32) -> ProviderConfig {
+        self.max_tokens = n;
+        self
+    }
+
+    /// Sets the system prompt (Responses `instructions`, Anthropic `system`,
+    /// a Chat `system` message).
+    pub fn system(mut self, system: impl Into<String>) -> ProviderConfig {
+        self.system = Some(system.into());
+        self
+    }
+
+    /// Replaces the conversation with one user message.
+    pub fn prompt(mut self, prompt: impl Into<String>) -> ProviderConfig {
+        self.messages = vec![Message::user(prompt)];
+        self
+    }
+
+    /// Replaces the conversation.
+    pub fn messages(mut self, messages: impl IntoIterator<Item = Message>) -> ProviderConfig {
+        self.messages = messages.into_iter().collect();
+        self
+    }
+
+    /// Sets the timeouts.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> ProviderConfig {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn retry_policy(mut self, policy: impl RetryPolicy) -> ProviderConfig {
+        self.retry = Arc::new(policy);
+        self
+    }
+
+    /// Sets the decoder's cap on one SSE line or event.
+    pub fn max_event_bytes(mut self, max: usize) -> ProviderConfig {
+        self.max_event_bytes = max;
+        self
+    }
+
+    /// Adds a header sent with every request.
+    ///
+    /// # Errors
+    ///
+    /// When the name or value is not a valid header.
+    pub fn header(mut self, name: &str, value: &str) -> Result<ProviderConfig, ConfigError> {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ConfigError::InvalidHeader(name.to_owned()))?;
+        let v = HeaderValue::from_str(value)
+            .map_err(|_| ConfigError::InvalidHeader(name.to_owned()))?;
+        self.extra_headers.append(n, v);
+        Ok(self)
+    }
+
+    /// The API.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// The full request URL.
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// The key, if any.
+    pub fn key(&self) -> Option<&ApiKey> {
+        self.api_key.as_ref()
+    }
+
+    /// The model.
+    pub fn model_name(&self) -> &str {
+        &self.model
+    }
+
+    /// The timeouts.
+    pub fn timeout_settings(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// The retry policy.
+    pub fn retry(&self) -> &dyn RetryPolicy {
+        &*self.retry
+    }
+
+    /// The decoder's event cap.
+    pub fn event_cap(&self) -> usize {
+        self.max_event_bytes
+    }
+
+    /// Whether the endpoint is on this machine (no proxy can reach it).
+    pub(crate) fn is_loopback(&self) -> bool {
+        let host = self.endpoint.host_str().unwrap_or_default();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// The streaming request body in the API's format.
+    ///
+    /// ```
+    /// use demandflow_stages::provider::{Api, ProviderConfig};
+    ///
+    /// let cfg = ProviderConfig::new(Api::OpenAiChat, "http://127.0.0.1:1").unwrap().prompt("hi");
+    /// let body = cfg.request_body();
+    /// assert_eq!(body["stream"], true);
+    /// assert_eq!(body["stream_options"]["include_usage"], true);
+    /// assert_eq!(body["messages"][0]["content"], "hi");
+    /// ```
+    pub fn request_body(&self) -> Value {
+        let turns = |with_system: bool| {
+            let mut v: Vec<Value> = Vec::new();
+            if let (true, Some(s)) = (with_system, &self.system) {
+                v.push(json!({"role": "system", "content": s}));
+            }
+            v.extend(
+                self.messages
+                    .iter()
+                    .map(|m| json!({"role": m.role.as_str(), "content": m.content})),
+            );
+            v
+        };
+        match self.api {
+            Api::OpenAiResponses => {
+                let mut body = json!({
+                    "model": self.model,
+                    "input": turns(false),
+                    "max_output_tokens": self.max_tokens,
+                    "stream": true,
+                });
+                if let Some(s) = &self.system {
+                    body["instructions"] = json!(s);
+                }
+                body
+            }
+            Api::OpenAiChat => json!({
+                "model": self.model,
+                "messages": turns(true),
+                "max_tokens": self.max_tokens,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+            }),
+            _ => {
+                let mut body = json!({
+                    "model": self.model,
+                    "max_tokens": self.max_tokens,
+                    "messages": turns(false),
+                    "stream": true,
+                });
+                if let Some(s) = &self.system {
+                    body["system"] = json!(s);
+                }
+                body
+            }
+        }
+    }
+
+    /// The request headers: JSON in, SSE out, and the API's auth
+    /// (`Authorization: Bearer` for OpenAI, `x-api-key` plus
+    /// `anthropic-version: 2023-06-01` for Anthropic). The key's header
+    /// value is marked sensitive.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidKey`] when the key cannot be a header value.
+    pub fn request_headers(&self) -> Result<HeaderMap, ConfigError> {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if self.api == Api::AnthropicMessages {
+            h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        }
+        if let Some(key) = &self.api_key {
+            let (name, value) = match self.api {
+                Api::AnthropicMessages => ("x-api-key", key.expose().to_owned()),
+                _ => ("authorization", format!("Bearer {}", key.expose())),
+            };
+            let mut v = HeaderValue::from_str(&value).map_err(|_| ConfigError::InvalidKey)?;
+            v.set_sensitive(true);
+            h.insert(name, v);
+        }
+        for (k, v) in &self.extra_headers {
+            h.append(k.clone(), v.clone());
+        }
+        Ok(h)
+    }
+}
