@@ -1,12 +1,27 @@
-//! demandflow: demand-driven streaming pipelines.
+//! demandflow: demand-driven streaming pipelines in the style of Elixir's
+//! GenStage.
 #![forbid(unsafe_code)]
 
 pub mod cancel;
+mod demand;
+pub mod dispatcher;
 pub mod error;
 pub(crate) mod loom;
+pub mod pipeline;
 pub mod push;
+pub(crate) mod runtime;
+pub mod sink;
+pub mod source;
 pub mod stage;
+pub mod supervisor;
 
 pub use cancel::{CancelCause, CancelGuard, CancelScope};
-pub use error::BoxError;
+pub use demand::{DemandLimits, DemandLimitsError, SubscriberDemand, DEFAULT_MAX_DEMAND};
+pub use error::{AskError, BoxError, BuildError, PipelineError};
+pub use pipeline::{
+    CancelMode, Dispatch, Pipeline, PipelineHandle, PipelineStream, Report, StageRef, Stats,
+    Status, Subscribe,
+};
+pub use runtime::shared::DeadLetter;
 pub use stage::{Consumer, Context, Emitter, Flow, Processor, Producer};
+pub use supervisor::{Restart, Strategy};

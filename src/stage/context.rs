@@ -3,6 +3,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::cancel::{CancelCause, CancelScope};
+use crate::error::AskError;
 
 /// What a stage can see of the pipeline around it: its name, the deadline and
 /// the cancellation of its scope.
@@ -28,12 +29,26 @@ use crate::cancel::{CancelCause, CancelScope};
 ///     }
 /// }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Context {
     pub(crate) name: Arc<str>,
     pub(crate) attempt: u32,
     pub(crate) deadline: Option<Instant>,
     pub(crate) scope: CancelScope,
+    /// Asks on the stage's manual-demand subscriptions, if it has any.
+    pub(crate) manual: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("name", &self.name)
+            .field("restarts", &self.attempt)
+            .field("deadline", &self.deadline)
+            .field("cancelled", &self.is_cancelled())
+            .field("manual_demand", &self.manual.is_some())
+            .finish()
+    }
 }
 
 impl Context {
@@ -45,6 +60,37 @@ impl Context {
             attempt: 0,
             deadline: None,
             scope: CancelScope::new(),
+            manual: None,
+        }
+    }
+
+    /// A detached context whose deadline is `deadline` and whose
+    /// cancellation follows `scope`.
+    pub fn with_scope(name: &str, scope: CancelScope, deadline: Option<Instant>) -> Context {
+        Context {
+            name: Arc::from(name),
+            attempt: 0,
+            deadline,
+            scope,
+            manual: None,
+        }
+    }
+
+    /// Asks for `n` more events on each of this stage's manual-demand
+    /// subscriptions (see [`Subscribe::manual`](crate::Subscribe::manual)).
+    ///
+    /// Asking zero is a protocol error (Reactive Streams 3.9). Demand adds up
+    /// and saturates; it never wraps.
+    pub fn ask(&self, n: usize) -> Result<(), AskError> {
+        if n == 0 {
+            return Err(AskError::Zero);
+        }
+        match &self.manual {
+            Some(ask) => {
+                ask(n);
+                Ok(())
+            }
+            None => Err(AskError::NotManual),
         }
     }
 

@@ -20,9 +20,11 @@
 use std::future::Future;
 use tokio::time::Instant;
 
+mod adapters;
 mod context;
 mod emitter;
 
+pub use adapters::*;
 pub use context::Context;
 pub use emitter::Emitter;
 
@@ -152,6 +154,14 @@ pub trait Processor<In, Out>: Send + 'static {
     /// `None`.
     fn timer(&self) -> Option<Instant> {
         None
+    }
+
+    /// Whether this stage asks for its own demand through
+    /// [`Context::ask`] (GenStage's manual demand, as a rate limiter does).
+    /// When `true`, all of the stage's subscriptions are manual. The default
+    /// is `false`.
+    fn manual_demand(&self) -> bool {
+        false
     }
 
     /// Runs when the instant from [`Processor::timer`] has passed.

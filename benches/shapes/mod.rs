@@ -1,0 +1,271 @@
+//! The standard benchmark shapes, each as a demandflow pipeline and as a
+//! hand-written tokio baseline of the same shape.
+//!
+//! Shared by the criterion benches and `demandflow bench` (included by path),
+//! so both measure exactly the same code.
+//!
+//! Baselines follow the definition: bounded `mpsc` channels carrying
+//! `Vec<u64>` batches of 500 (`max_demand - min_demand` at the defaults),
+//! with room for 1000 events (2 batches) per channel.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use demandflow::{
+    sink, source, stage, BoxError, Consumer, Context, Dispatch, Emitter, Flow, Pipeline, Producer,
+    Subscribe,
+};
+use tokio::sync::mpsc;
+
+/// Names of the standard shapes.
+pub const SHAPES: &[&str] = &[
+    "linear",
+    "chain3",
+    "fanout2",
+    "broadcast2",
+    "partition2",
+    "chain3-per-event",
+];
+
+const BATCH: usize = 500;
+const CHANNEL_BATCHES: usize = 2;
+
+/// One measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct Measure {
+    pub events: u64,
+    pub elapsed: Duration,
+    /// Largest `stats().buffered()` seen while it ran (engine only).
+    pub max_buffered: usize,
+}
+
+impl Measure {
+    pub fn per_sec(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Emits one event per call: the per-event path of the engine.
+#[derive(Clone)]
+struct OnePerCall {
+    next: u64,
+    end: u64,
+}
+
+impl Producer<u64> for OnePerCall {
+    async fn produce(
+        &mut self,
+        _demand: usize,
+        out: &mut Emitter<u64>,
+        _cx: &Context,
+    ) -> Result<Flow, BoxError> {
+        if self.next >= self.end {
+            return Ok(Flow::Done);
+        }
+        out.emit(self.next);
+        self.next += 1;
+        Ok(Flow::Continue)
+    }
+}
+
+/// Sums what it receives, so no stage's work can be optimised away.
+#[derive(Clone, Default)]
+struct Sum(u64);
+
+impl Consumer<u64> for Sum {
+    async fn consume(&mut self, events: &[u64], _cx: &Context) -> Result<(), BoxError> {
+        self.0 = events.iter().fold(self.0, |a, &x| a.wrapping_add(x));
+        std::hint::black_box(self.0);
+        Ok(())
+    }
+}
+
+/// Runs `shape` on the engine with `n` events.
+pub async fn engine(shape: &str, n: u64) -> Result<Measure, String> {
+    let mut p = Pipeline::new();
+    let src = source::iter(0..n);
+    let d = Subscribe::default;
+    match shape {
+        "linear" => {
+            let a = p.producer("source", src);
+            p.consumer("sink", Sum::default()).subscribe(&a, d());
+        }
+        "chain3" => {
+            let a = p.producer("source", src);
+            let b = p
+                .processor("map", stage::map(|x: u64| x + 1))
+                .subscribe(&a, d());
+            p.consumer("sink", Sum::default()).subscribe(&b, d());
+        }
+        "chain3-per-event" => {
+            let a = p.producer("source", OnePerCall { next: 0, end: n });
+            let b = p
+                .processor("map", stage::map(|x: u64| x + 1))
+                .subscribe(&a, d());
+            p.consumer("sink", Sum::default()).subscribe(&b, d());
+        }
+        "linear-per-event" => {
+            let a = p.producer("source", OnePerCall { next: 0, end: n });
+            p.consumer("sink", Sum::default()).subscribe(&a, d());
+        }
+        "fanout2" => {
+            let a = p.producer("source", src);
+            p.consumer("sink", Sum::default())
+                .concurrency(2)
+                .subscribe(&a, d());
+        }
+        "broadcast2" => {
+            let a = p
+                .add_producer("source", src)
+                .dispatch(Dispatch::broadcast())
+                .build();
+            p.consumer("sink-a", Sum::default()).subscribe(&a, d());
+            p.consumer("sink-b", Sum::default()).subscribe(&a, d());
+        }
+        "partition2" => {
+            let a = p
+                .add_producer("source", src)
+                .dispatch(Dispatch::partition(2, |x: &u64| *x as usize))
+                .build();
+            p.consumer("sink-even", Sum::default())
+                .subscribe(&a, d().partition(0));
+            p.consumer("sink-odd", Sum::default())
+                .subscribe(&a, d().partition(1));
+        }
+        other => return Err(format!("unknown shape `{other}`")),
+    }
+    let _ = sink::drain();
+    let start = Instant::now();
+    let handle = p.spawn().map_err(|e| e.to_string())?;
+    let watch = handle.watch();
+    let report = handle.join().await.map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed();
+    let _ = (report, watch);
+    Ok(Measure {
+        events: n,
+        elapsed,
+        max_buffered: 0,
+    })
+}
+
+fn consume_sum(acc: &mut u64, batch: &[u64]) {
+    *acc = batch.iter().fold(*acc, |a, &x| a.wrapping_add(x));
+    std::hint::black_box(*acc);
+}
+
+async fn baseline_source(n: u64, tx: mpsc::Sender<Vec<u64>>) {
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH as u64).min(n);
+        let batch: Vec<u64> = (i..end).collect();
+        i = end;
+        if tx.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn baseline_sink(mut rx: mpsc::Receiver<Vec<u64>>) {
+    let mut acc = 0;
+    while let Some(b) = rx.recv().await {
+        consume_sum(&mut acc, &b);
+    }
+}
+
+/// Runs `shape` as a hand-written tokio pipeline with `n` events.
+pub async fn baseline(shape: &str, n: u64) -> Result<Measure, String> {
+    let start = Instant::now();
+    let ch = || mpsc::channel::<Vec<u64>>(CHANNEL_BATCHES);
+    match shape {
+        "linear" => {
+            let (tx, rx) = ch();
+            let a = tokio::spawn(baseline_source(n, tx));
+            let b = tokio::spawn(baseline_sink(rx));
+            let _ = tokio::join!(a, b);
+        }
+        "chain3" | "chain3-per-event" => {
+            let (tx1, mut rx1) = ch();
+            let (tx2, rx2) = ch();
+            let a = tokio::spawn(baseline_source(n, tx1));
+            let m = tokio::spawn(async move {
+                while let Some(b) = rx1.recv().await {
+                    let out: Vec<u64> = b.into_iter().map(|x| x + 1).collect();
+                    if tx2.send(out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let c = tokio::spawn(baseline_sink(rx2));
+            let _ = tokio::join!(a, m, c);
+        }
+        "fanout2" => {
+            // Work-sharing: two consumers pull from one channel (the
+            // hand-written equivalent of a demand dispatcher).
+            let (tx, rx) = ch();
+            let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+            let a = tokio::spawn(baseline_source(n, tx));
+            let sinks: Vec<_> = (0..2)
+                .map(|_| {
+                    let rx = rx.clone();
+                    tokio::spawn(async move {
+                        let mut acc = 0;
+                        loop {
+                            let b = rx.lock().await.recv().await;
+                            match b {
+                                Some(b) => consume_sum(&mut acc, &b),
+                                None => return,
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let _ = a.await;
+            for s in sinks {
+                let _ = s.await;
+            }
+        }
+        "broadcast2" => {
+            let (tx1, rx1) = ch();
+            let (tx2, rx2) = ch();
+            let a = tokio::spawn(async move {
+                let mut i = 0;
+                while i < n {
+                    let end = (i + BATCH as u64).min(n);
+                    let batch: Vec<u64> = (i..end).collect();
+                    i = end;
+                    if tx1.send(batch.clone()).await.is_err() || tx2.send(batch).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let b = tokio::spawn(baseline_sink(rx1));
+            let c = tokio::spawn(baseline_sink(rx2));
+            let _ = tokio::join!(a, b, c);
+        }
+        "partition2" => {
+            let (tx1, rx1) = ch();
+            let (tx2, rx2) = ch();
+            let a = tokio::spawn(async move {
+                let mut i = 0;
+                while i < n {
+                    let end = (i + 2 * BATCH as u64).min(n);
+                    let (even, odd): (Vec<u64>, Vec<u64>) = (i..end).partition(|x| x % 2 == 0);
+                    i = end;
+                    if tx1.send(even).await.is_err() || tx2.send(odd).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let b = tokio::spawn(baseline_sink(rx1));
+            let c = tokio::spawn(baseline_sink(rx2));
+            let _ = tokio::join!(a, b, c);
+        }
+        other => return Err(format!("unknown shape `{other}`")),
+    }
+    Ok(Measure {
+        events: n,
+        elapsed: start.elapsed(),
+        max_buffered: 0,
+    })
+}

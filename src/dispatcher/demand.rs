@@ -1,0 +1,212 @@
+use std::collections::VecDeque;
+
+use super::{Decisions, DispatchError, Dispatcher, SubscriberSpec, SubscriptionId};
+
+/// Sends each batch to the subscriber with the most pending demand (load
+/// balancing, GenStage's `DemandDispatcher`).
+///
+/// [`Dispatcher::demand`] is the largest single subscriber's demand, not the
+/// sum: one call's output then goes whole to one subscriber and is moved, not
+/// split and copied. The rest of the demand is not forgotten; it is offered
+/// on the next call.
+#[derive(Debug)]
+pub struct DemandDispatcher<T> {
+    /// (subscriber, pending demand), in subscription order.
+    subs: Vec<(SubscriptionId, usize)>,
+    buffer: VecDeque<T>,
+}
+
+impl<T> DemandDispatcher<T> {
+    /// A dispatcher with no subscribers.
+    pub fn new() -> Self {
+        DemandDispatcher {
+            subs: Vec::new(),
+            buffer: VecDeque::new(),
+        }
+    }
+
+    fn hungriest(&self) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, &(_, pending)) in self.subs.iter().enumerate() {
+            if pending > 0 && best.is_none_or(|b| pending > self.subs[b].1) {
+                best = Some(i);
+            }
+        }
+        best
+    }
+
+    fn position(&self, sub: SubscriptionId) -> Result<usize, DispatchError> {
+        self.subs
+            .iter()
+            .position(|(s, _)| *s == sub)
+            .ok_or(DispatchError::UnknownSubscription(sub))
+    }
+}
+
+impl<T> Default for DemandDispatcher<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher<T> {
+    fn subscribe(
+        &mut self,
+        sub: SubscriptionId,
+        _spec: SubscriberSpec<T>,
+    ) -> Result<(), DispatchError> {
+        if self.subs.iter().any(|(s, _)| *s == sub) {
+            return Err(DispatchError::AlreadySubscribed(sub));
+        }
+        self.subs.push((sub, 0));
+        Ok(())
+    }
+
+    fn cancel(&mut self, sub: SubscriptionId) -> Result<usize, DispatchError> {
+        let i = self.position(sub)?;
+        self.subs.remove(i);
+        // Buffered events belong to no one in particular: they wait for the
+        // others. With no subscriber left nobody can take them.
+        Ok(if self.subs.is_empty() {
+            std::mem::take(&mut self.buffer).len()
+        } else {
+            0
+        })
+    }
+
+    fn ask(&mut self, sub: SubscriptionId, n: usize) -> Result<(), DispatchError> {
+        if n == 0 {
+            return Err(DispatchError::AskZero(sub));
+        }
+        let i = self.position(sub)?;
+        self.subs[i].1 = self.subs[i].1.saturating_add(n);
+        Ok(())
+    }
+
+    fn demand(&self) -> usize {
+        if !self.buffer.is_empty() {
+            return 0;
+        }
+        self.subs.iter().map(|&(_, p)| p).max().unwrap_or(0)
+    }
+
+    fn dispatch(&mut self, mut events: Vec<T>, out: &mut Decisions<T>) {
+        if !self.buffer.is_empty() {
+            self.buffer.extend(events);
+            return self.flush(out);
+        }
+        while !events.is_empty() {
+            let Some(i) = self.hungriest() else {
+                self.buffer.extend(events);
+                return;
+            };
+            let (sub, pending) = &mut self.subs[i];
+            if events.len() <= *pending {
+                *pending -= events.len();
+                out.push((*sub, events));
+                return;
+            }
+            let rest = events.split_off(*pending);
+            *pending = 0;
+            out.push((*sub, std::mem::replace(&mut events, rest)));
+        }
+    }
+
+    fn flush(&mut self, out: &mut Decisions<T>) {
+        while !self.buffer.is_empty() {
+            let Some(i) = self.hungriest() else { return };
+            let (sub, pending) = &mut self.subs[i];
+            let n = (*pending).min(self.buffer.len());
+            *pending -= n;
+            out.push((*sub, self.buffer.drain(..n).collect()));
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    fn subscribers(&self) -> usize {
+        self.subs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: SubscriptionId = SubscriptionId(1);
+    const B: SubscriptionId = SubscriptionId(2);
+
+    fn two() -> DemandDispatcher<u32> {
+        let mut d = DemandDispatcher::new();
+        d.subscribe(A, SubscriberSpec::default()).unwrap();
+        d.subscribe(B, SubscriberSpec::default()).unwrap();
+        d
+    }
+
+    #[test]
+    fn sends_to_the_subscriber_with_most_pending_demand() {
+        let mut d = two();
+        d.ask(A, 2).unwrap();
+        d.ask(B, 4).unwrap();
+        let mut out = vec![];
+        d.dispatch(vec![1, 2, 3], &mut out);
+        assert_eq!(out, vec![(B, vec![1, 2, 3])]);
+        out.clear();
+        d.dispatch(vec![4, 5], &mut out);
+        assert_eq!(out, vec![(A, vec![4, 5])]);
+        assert_eq!(d.demand(), 1);
+    }
+
+    #[test]
+    fn events_beyond_demand_are_buffered_then_flushed_in_order() {
+        let mut d = two();
+        d.ask(A, 1).unwrap();
+        let mut out = vec![];
+        d.dispatch(vec![1, 2, 3], &mut out);
+        assert_eq!(out, vec![(A, vec![1])]);
+        assert_eq!(d.buffered(), 2);
+        assert_eq!(d.demand(), 0);
+        out.clear();
+        d.ask(B, 5).unwrap();
+        d.flush(&mut out);
+        assert_eq!(out, vec![(B, vec![2, 3])]);
+        assert_eq!(d.buffered(), 0);
+        assert_eq!(d.demand(), 3);
+    }
+
+    #[test]
+    fn ask_zero_unknown_and_duplicate_are_errors() {
+        let mut d = two();
+        assert_eq!(d.ask(A, 0), Err(DispatchError::AskZero(A)));
+        assert_eq!(
+            d.ask(SubscriptionId(9), 1),
+            Err(DispatchError::UnknownSubscription(SubscriptionId(9)))
+        );
+        assert_eq!(
+            d.subscribe(A, SubscriberSpec::default()),
+            Err(DispatchError::AlreadySubscribed(A))
+        );
+    }
+
+    #[test]
+    fn demand_saturates() {
+        let mut d = two();
+        d.ask(A, usize::MAX).unwrap();
+        d.ask(A, 5).unwrap();
+        assert_eq!(d.demand(), usize::MAX);
+    }
+
+    #[test]
+    fn cancel_removes_demand_and_keeps_buffer_for_others() {
+        let mut d = two();
+        d.ask(A, 5).unwrap();
+        let mut out = vec![];
+        d.dispatch(vec![1, 2, 3, 4, 5, 6], &mut out);
+        assert_eq!(d.buffered(), 1);
+        assert_eq!(d.cancel(A), Ok(0));
+        assert_eq!(d.cancel(B), Ok(1));
+        assert_eq!(d.buffered(), 0);
+    }
+}

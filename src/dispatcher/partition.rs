@@ -1,0 +1,282 @@
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use super::{Decisions, DispatchError, Dispatcher, SubscriberSpec, SubscriptionId};
+
+/// The key function of a [`PartitionDispatcher`]: an event's partition is
+/// `key(event) % partitions`.
+pub type PartitionKey<T> = Arc<dyn Fn(&T) -> usize + Send + Sync>;
+
+/// Routes each event to one partition by a key function (GenStage's
+/// `PartitionDispatcher`); each partition has one subscriber.
+///
+/// Each partition has a bounded buffer for events whose subscriber has no
+/// demand yet. The stage is only allowed to emit as many events as fit even
+/// if they all land in one partition — `min over p of (demand_p + free_p)` —
+/// so a buffer never overflows and nothing is ever dropped; a partition that
+/// falls behind holds the producer back instead.
+pub struct PartitionDispatcher<T> {
+    key: PartitionKey<T>,
+    capacity: usize,
+    parts: Vec<Partition<T>>,
+}
+
+struct Partition<T> {
+    sub: Option<SubscriptionId>,
+    pending: usize,
+    buffer: VecDeque<T>,
+}
+
+impl<T> fmt::Debug for PartitionDispatcher<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionDispatcher")
+            .field("capacity", &self.capacity)
+            .field(
+                "partitions",
+                &self
+                    .parts
+                    .iter()
+                    .map(|p| (p.sub, p.pending, p.buffer.len()))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl<T> PartitionDispatcher<T> {
+    /// `partitions` partitions (at least 1), each with a buffer of
+    /// `capacity` events (at least 1).
+    pub fn new(partitions: usize, capacity: usize, key: PartitionKey<T>) -> Self {
+        PartitionDispatcher {
+            key,
+            capacity: capacity.max(1),
+            parts: (0..partitions.max(1))
+                .map(|_| Partition {
+                    sub: None,
+                    pending: 0,
+                    buffer: VecDeque::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn find(&mut self, sub: SubscriptionId) -> Result<&mut Partition<T>, DispatchError> {
+        self.parts
+            .iter_mut()
+            .find(|p| p.sub == Some(sub))
+            .ok_or(DispatchError::UnknownSubscription(sub))
+    }
+
+    fn flush_partition(p: &mut Partition<T>, out: &mut Decisions<T>) {
+        if let Some(sub) = p.sub {
+            let n = p.pending.min(p.buffer.len());
+            if n > 0 {
+                p.pending -= n;
+                out.push((sub, p.buffer.drain(..n).collect()));
+            }
+        }
+    }
+}
+
+impl<T: Send + 'static> Dispatcher<T> for PartitionDispatcher<T> {
+    fn subscribe(
+        &mut self,
+        sub: SubscriptionId,
+        spec: SubscriberSpec<T>,
+    ) -> Result<(), DispatchError> {
+        let partitions = self.parts.len();
+        if self.parts.iter().any(|p| p.sub == Some(sub)) {
+            return Err(DispatchError::AlreadySubscribed(sub));
+        }
+        let i = spec
+            .partition
+            .filter(|&i| i < partitions)
+            .ok_or(DispatchError::BadPartition {
+                partition: spec.partition,
+                partitions,
+            })?;
+        if self.parts[i].sub.is_some() {
+            return Err(DispatchError::PartitionTaken(i));
+        }
+        self.parts[i].sub = Some(sub);
+        Ok(())
+    }
+
+    fn cancel(&mut self, sub: SubscriptionId) -> Result<usize, DispatchError> {
+        let p = self.find(sub)?;
+        p.sub = None;
+        p.pending = 0;
+        Ok(std::mem::take(&mut p.buffer).len())
+    }
+
+    fn ask(&mut self, sub: SubscriptionId, n: usize) -> Result<(), DispatchError> {
+        if n == 0 {
+            return Err(DispatchError::AskZero(sub));
+        }
+        let p = self.find(sub)?;
+        p.pending = p.pending.saturating_add(n);
+        Ok(())
+    }
+
+    fn demand(&self) -> usize {
+        let total = self
+            .parts
+            .iter()
+            .fold(0usize, |acc, p| acc.saturating_add(p.pending));
+        let safe = self
+            .parts
+            .iter()
+            .map(|p| {
+                p.pending
+                    .saturating_add(self.capacity.saturating_sub(p.buffer.len()))
+            })
+            .min()
+            .unwrap_or(0);
+        total.min(safe)
+    }
+
+    fn dispatch(&mut self, events: Vec<T>, out: &mut Decisions<T>) {
+        let n = self.parts.len();
+        // Batches are built per partition, then emitted in partition order:
+        // the order *within* each partition is the producer's order.
+        let mut batches: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+        for e in events {
+            let i = (self.key)(&e) % n;
+            let p = &mut self.parts[i];
+            if p.buffer.is_empty() && p.sub.is_some() && p.pending > batches[i].len() {
+                batches[i].push(e);
+            } else {
+                p.buffer.push_back(e);
+            }
+        }
+        for (p, batch) in self.parts.iter_mut().zip(batches) {
+            if let (Some(sub), false) = (p.sub, batch.is_empty()) {
+                p.pending -= batch.len();
+                out.push((sub, batch));
+            }
+        }
+    }
+
+    fn flush(&mut self, out: &mut Decisions<T>) {
+        for p in &mut self.parts {
+            Self::flush_partition(p, out);
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.parts.iter().map(|p| p.buffer.len()).sum()
+    }
+
+    fn subscribers(&self) -> usize {
+        self.parts.iter().filter(|p| p.sub.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: SubscriptionId = SubscriptionId(1);
+    const B: SubscriptionId = SubscriptionId(2);
+
+    fn two(capacity: usize) -> PartitionDispatcher<u32> {
+        let mut d = PartitionDispatcher::new(2, capacity, Arc::new(|x: &u32| *x as usize));
+        d.subscribe(
+            A,
+            SubscriberSpec {
+                partition: Some(0),
+                selector: None,
+            },
+        )
+        .unwrap();
+        d.subscribe(
+            B,
+            SubscriberSpec {
+                partition: Some(1),
+                selector: None,
+            },
+        )
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn routes_by_key_keeping_order_per_partition() {
+        let mut d = two(10);
+        d.ask(A, 10).unwrap();
+        d.ask(B, 10).unwrap();
+        let mut out = vec![];
+        d.dispatch(vec![1, 2, 3, 4, 5], &mut out);
+        assert_eq!(out, vec![(A, vec![2, 4]), (B, vec![1, 3, 5])]);
+    }
+
+    #[test]
+    fn demand_is_bounded_so_no_partition_buffer_overflows() {
+        let mut d = two(3);
+        d.ask(A, 5).unwrap();
+        assert_eq!(d.demand(), 3); // partition 1: no demand, 3 free
+        let mut out = vec![];
+        d.dispatch(vec![1, 3, 5], &mut out);
+        assert!(out.is_empty());
+        assert_eq!(d.buffered(), 3);
+        assert_eq!(d.demand(), 0);
+        d.ask(B, 2).unwrap();
+        d.flush(&mut out);
+        assert_eq!(out, vec![(B, vec![1, 3])]);
+        assert_eq!(d.demand(), 2);
+    }
+
+    #[test]
+    fn genstage_partition_options_are_checked() {
+        let mut d = PartitionDispatcher::<u32>::new(2, 4, Arc::new(|x| *x as usize));
+        assert_eq!(
+            d.subscribe(A, SubscriberSpec::default()),
+            Err(DispatchError::BadPartition {
+                partition: None,
+                partitions: 2
+            })
+        );
+        assert_eq!(
+            d.subscribe(
+                A,
+                SubscriberSpec {
+                    partition: Some(2),
+                    selector: None
+                }
+            ),
+            Err(DispatchError::BadPartition {
+                partition: Some(2),
+                partitions: 2
+            })
+        );
+        d.subscribe(
+            A,
+            SubscriberSpec {
+                partition: Some(0),
+                selector: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            d.subscribe(
+                B,
+                SubscriberSpec {
+                    partition: Some(0),
+                    selector: None
+                }
+            ),
+            Err(DispatchError::PartitionTaken(0))
+        );
+    }
+
+    #[test]
+    fn cancel_reports_buffered_events_of_that_partition() {
+        let mut d = two(4);
+        d.ask(A, 4).unwrap();
+        let mut out = vec![];
+        d.dispatch(vec![1, 3], &mut out);
+        assert_eq!(d.cancel(B), Ok(2));
+        assert_eq!(d.buffered(), 0);
+    }
+}

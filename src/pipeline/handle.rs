@@ -1,0 +1,507 @@
+//! The running pipeline: its handle, stats and final report.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::cancel::CancelCause;
+use crate::error::PipelineError;
+use crate::runtime::driver::StageEnd;
+use crate::runtime::shared::*;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// Every stage finished its work.
+    Completed,
+    /// Cancelled: by the user, by a dropped owner, or by a shutdown whose
+    /// grace period ran out.
+    Cancelled(CancelCause),
+    /// The deadline passed first.
+    DeadlineExceeded,
+    /// A stage failed beyond its restart policy.
+    Failed {
+        /// The stage.
+        stage: String,
+        /// Its last error.
+        error: String,
+    },
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Completed => write!(f, "completed"),
+            Status::Cancelled(c) => write!(f, "cancelled ({c:?})"),
+            Status::DeadlineExceeded => write!(f, "deadline exceeded"),
+            Status::Failed { stage, error } => write!(f, "failed: stage `{stage}`: {error}"),
+        }
+    }
+}
+
+/// One stage's ledger at the end of a run.
+///
+/// For a stage that was handed events: `received == processed +
+/// dead_lettered + abandoned` (minus what a stage's own outputs abandoned,
+/// which is also counted in `abandoned`). Every event ends processed,
+/// dead-lettered, dropped by an overflow strategy, or abandoned by a cancel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageReport {
+    /// The stage's name.
+    pub name: String,
+    /// Events taken from its subscriptions.
+    pub received: u64,
+    /// Events its handler finished successfully.
+    pub processed: u64,
+    /// Events it emitted.
+    pub emitted: u64,
+    /// Events handed to the dead-letter handler.
+    pub dead_lettered: u64,
+    /// Events dropped by an overflow strategy the user chose.
+    pub dropped: u64,
+    /// Events it held when it was cancelled or lost its subscribers.
+    pub abandoned: u64,
+    /// How many times it was restarted.
+    pub restarts: u64,
+    /// How it ended, in words (`completed`, `cancelled`, `failed: ...`).
+    pub end: String,
+}
+
+/// The ledger of a finished run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// How the run ended.
+    pub status: Status,
+    /// Per stage, in the order they were added.
+    pub stages: Vec<StageReport>,
+}
+
+impl Report {
+    /// The report of the stage named `name`.
+    pub fn stage(&self, name: &str) -> Option<&StageReport> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// `Ok(self)` for a completed run, else the error carrying it.
+    pub fn into_result(self) -> Result<Report, PipelineError> {
+        match PipelineError::from_report(self.clone()) {
+            None => Ok(self),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// Where a stage is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StageState {
+    /// Running an instance.
+    Running,
+    /// Waiting out the backoff before a restart.
+    Restarting,
+    /// Ended for good.
+    Ended,
+}
+
+/// A stage's live counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageStats {
+    /// The stage's name.
+    pub name: String,
+    /// See [`StageReport::received`].
+    pub received: u64,
+    /// See [`StageReport::processed`].
+    pub processed: u64,
+    /// See [`StageReport::emitted`].
+    pub emitted: u64,
+    /// See [`StageReport::dead_lettered`].
+    pub dead_lettered: u64,
+    /// See [`StageReport::dropped`].
+    pub dropped: u64,
+    /// See [`StageReport::abandoned`].
+    pub abandoned: u64,
+    /// Restarts so far.
+    pub restarts: u64,
+    /// Lifecycle state.
+    pub state: StageState,
+}
+
+/// One subscription's live state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeStats {
+    /// The upstream stage.
+    pub from: String,
+    /// The subscriber.
+    pub to: String,
+    /// Demand granted and not yet met.
+    pub pending_demand: u64,
+    /// Events delivered and not yet taken by the subscriber.
+    pub buffered: usize,
+    /// Events delivered so far.
+    pub delivered: u64,
+}
+
+/// An edge the stall detector flagged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    /// The upstream stage.
+    pub from: String,
+    /// The subscriber.
+    pub to: String,
+    /// `true`: demand but no events; `false`: events but no demand.
+    pub starved: bool,
+    /// For how long, when detected.
+    pub for_how_long: Duration,
+}
+
+/// A point-in-time view of a running pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Per stage.
+    pub stages: Vec<StageStats>,
+    /// Per subscription.
+    pub edges: Vec<EdgeStats>,
+    /// Why the run was cancelled, once it was.
+    pub cancel_cause: Option<CancelCause>,
+    /// Stalls detected so far (see [`Pipeline::stall_timeout`](crate::Pipeline::stall_timeout)).
+    pub stalls: Vec<Stall>,
+}
+
+impl Stats {
+    /// Events buffered on all subscriptions.
+    pub fn buffered(&self) -> usize {
+        self.edges.iter().map(|e| e.buffered).sum()
+    }
+
+    /// Demand pending on all subscriptions.
+    pub fn pending_demand(&self) -> u64 {
+        self.edges.iter().map(|e| e.pending_demand).sum()
+    }
+
+    /// Restarts of all stages.
+    pub fn restarts(&self) -> u64 {
+        self.stages.iter().map(|s| s.restarts).sum()
+    }
+}
+
+fn stats_of(shared: &PipelineShared) -> Stats {
+    let stages = shared
+        .stages
+        .iter()
+        .map(|s| {
+            let c = &s.counters;
+            StageStats {
+                name: s.name.to_string(),
+                received: c.received.load(Ordering::Relaxed),
+                processed: c.processed.load(Ordering::Relaxed),
+                emitted: c.emitted.load(Ordering::Relaxed),
+                dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+                dropped: c.dropped.load(Ordering::Relaxed),
+                abandoned: c.abandoned.load(Ordering::Relaxed),
+                restarts: c.restarts.load(Ordering::Relaxed),
+                state: match s.state.load(Ordering::Acquire) {
+                    STATE_RUNNING => StageState::Running,
+                    STATE_RESTARTING => StageState::Restarting,
+                    _ => StageState::Ended,
+                },
+            }
+        })
+        .collect();
+    let edges = shared
+        .edges
+        .iter()
+        .map(|e| {
+            let snap = (e.snapshot)();
+            EdgeStats {
+                from: e.from.to_string(),
+                to: e.to.to_string(),
+                pending_demand: snap.granted - snap.delivered,
+                buffered: snap.buffered,
+                delivered: snap.delivered,
+            }
+        })
+        .collect();
+    Stats {
+        stages,
+        edges,
+        cancel_cause: shared.scope.cause(),
+        stalls: shared
+            .stalls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    }
+}
+
+/// The owner of a running pipeline.
+///
+/// Dropping it cancels every stage with [`CancelCause::OwnerDropped`]
+/// (owner semantics: no task outlives its pipeline), unless
+/// [`PipelineHandle::detach`] was called.
+#[must_use = "dropping the handle cancels the pipeline"]
+pub struct PipelineHandle {
+    shared: Arc<PipelineShared>,
+    tasks: Vec<JoinHandle<StageEnd>>,
+    watcher: Option<JoinHandle<()>>,
+    armed: bool,
+}
+
+impl fmt::Debug for PipelineHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineHandle")
+            .field("stages", &self.shared.stages.len())
+            .field("cancelled", &self.shared.scope.is_cancelled())
+            .finish()
+    }
+}
+
+impl PipelineHandle {
+    pub(crate) fn new(
+        shared: Arc<PipelineShared>,
+        tasks: Vec<JoinHandle<StageEnd>>,
+        watcher: JoinHandle<()>,
+    ) -> Self {
+        PipelineHandle {
+            shared,
+            tasks,
+            watcher: Some(watcher),
+            armed: true,
+        }
+    }
+
+    /// Cancels every stage ([`CancelCause::User`]). Idempotent, non-blocking.
+    pub fn cancel(&self) {
+        self.shared.scope.cancel(CancelCause::User);
+    }
+
+    /// Live counters: per stage, per subscription, and the cancel cause.
+    pub fn stats(&self) -> Stats {
+        stats_of(&self.shared)
+    }
+
+    /// A watcher that outlives the handle, to see when every stage task has
+    /// ended.
+    pub fn watch(&self) -> PipelineWatch {
+        PipelineWatch {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Lets the pipeline run on its own: dropping the handle no longer
+    /// cancels it. Its deadline still applies.
+    pub fn detach(mut self) {
+        self.armed = false;
+    }
+
+    /// Waits for every stage to end and returns the ledger.
+    ///
+    /// `Ok` for a completed run; otherwise a [`PipelineError`] that says why
+    /// and still carries the report.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping this future drops the handle, which cancels the pipeline.
+    pub async fn join(mut self) -> Result<Report, PipelineError> {
+        self.wait_report().await.into_result()
+    }
+
+    /// Graceful shutdown: producers stop producing, what was already emitted
+    /// drains through the pipeline, and after `grace` whatever is still
+    /// running is cancelled ([`CancelCause::Shutdown`]; the ledger counts
+    /// what was abandoned).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping this future cancels the pipeline.
+    pub async fn shutdown(mut self, grace: Duration) -> Result<Report, PipelineError> {
+        for s in &self.shared.stages {
+            if s.control.load(Ordering::Acquire) == CONTROL_NONE {
+                s.control.store(CONTROL_DRAIN, Ordering::Release);
+            }
+            s.signal.notify();
+        }
+        let shared = self.shared.clone();
+        let watch = PipelineWatch {
+            shared: shared.clone(),
+        };
+        if tokio::time::timeout(grace, watch.stopped()).await.is_err() {
+            shared.scope.cancel(CancelCause::Shutdown);
+        }
+        self.wait_report().await.into_result()
+    }
+
+    async fn wait_report(&mut self) -> Report {
+        let mut ends = Vec::with_capacity(self.tasks.len());
+        for t in std::mem::take(&mut self.tasks) {
+            ends.push(match t.await {
+                Ok(end) => end,
+                Err(e) => StageEnd::Failed(format!("stage task ended abnormally: {e}")),
+            });
+        }
+        self.armed = false;
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+        let shared = &self.shared;
+        let failure = shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let first_failed = ends.iter().enumerate().find_map(|(i, e)| match e {
+            StageEnd::Failed(err) => Some((shared.stages[i].name.to_string(), err.clone())),
+            _ => None,
+        });
+        let status = if let Some((stage, error)) = failure.or(first_failed) {
+            Status::Failed { stage, error }
+        } else {
+            match shared.scope.cause() {
+                Some(CancelCause::DeadlineExceeded) => Status::DeadlineExceeded,
+                Some(cause) => Status::Cancelled(cause),
+                None => Status::Completed,
+            }
+        };
+        let stats = stats_of(shared);
+        let stages = stats
+            .stages
+            .into_iter()
+            .zip(ends)
+            .map(|(s, end)| StageReport {
+                name: s.name,
+                received: s.received,
+                processed: s.processed,
+                emitted: s.emitted,
+                dead_lettered: s.dead_lettered,
+                dropped: s.dropped,
+                abandoned: s.abandoned,
+                restarts: s.restarts,
+                end: match end {
+                    StageEnd::Completed => "completed".to_owned(),
+                    StageEnd::Cancelled => "cancelled".to_owned(),
+                    StageEnd::Failed(e) => format!("failed: {e}"),
+                    StageEnd::Stopped(e) => format!("stopped: {e}"),
+                },
+            })
+            .collect();
+        Report { status, stages }
+    }
+}
+
+impl Drop for PipelineHandle {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.scope.cancel(CancelCause::OwnerDropped);
+        }
+    }
+}
+
+/// Observes a pipeline's tasks, even after its handle is gone.
+#[derive(Debug, Clone)]
+pub struct PipelineWatch {
+    shared: Arc<PipelineShared>,
+}
+
+impl PipelineWatch {
+    /// Stage tasks still running.
+    pub fn live_stages(&self) -> usize {
+        self.shared.live.load(Ordering::Acquire)
+    }
+
+    /// Completes once every stage task has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.shared.all_done.notified();
+            if self.live_stages() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Live counters (as [`PipelineHandle::stats`]).
+    pub fn stats(&self) -> Stats {
+        stats_of(&self.shared)
+    }
+}
+
+/// The pipeline's watcher task: enforces the deadline, wakes every stage on
+/// cancel, runs the stall detector, and ends with the pipeline.
+pub(crate) async fn watch(shared: Arc<PipelineShared>) {
+    let tick = shared
+        .stall_timeout
+        .map(|t| (t / 2).max(Duration::from_millis(1)));
+    let watch = PipelineWatch {
+        shared: shared.clone(),
+    };
+    loop {
+        let deadline = shared.deadline;
+        let next_tick = tick.map(|t| Instant::now() + t);
+        tokio::select! {
+            _ = shared.scope.cancelled() => break,
+            _ = watch.stopped() => return,
+            _ = sleep_until_opt(deadline) => {
+                shared.scope.cancel(CancelCause::DeadlineExceeded);
+                break;
+            }
+            _ = sleep_until_opt(next_tick) => check_stalls(&shared),
+        }
+    }
+    tracing::debug!(cause = ?shared.scope.cause(), "pipeline cancelled");
+    for s in &shared.stages {
+        s.signal.notify();
+        s.control_notify.notify_one();
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn check_stalls(shared: &PipelineShared) {
+    let Some(limit) = shared.stall_timeout else {
+        return;
+    };
+    let now = Instant::now();
+    for e in &shared.edges {
+        let snap = (e.snapshot)();
+        let mut w = e.stall.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = snap.granted - snap.delivered;
+        let moved = snap != w.last;
+        w.last = snap;
+        let stuck = !moved && (pending > 0 || snap.buffered > 0);
+        if !stuck {
+            w.since = None;
+            w.reported = false;
+            continue;
+        }
+        let since = *w.since.get_or_insert(now);
+        let idle = now - since;
+        if idle >= limit && !w.reported {
+            w.reported = true;
+            let starved = pending > 0 && snap.buffered == 0;
+            tracing::warn!(from = %e.from, to = %e.to, starved, ?idle, "edge stalled");
+            shared
+                .stalls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Stall {
+                    from: e.from.to_string(),
+                    to: e.to.to_string(),
+                    starved,
+                    for_how_long: idle,
+                });
+        }
+    }
+}

@@ -1,0 +1,693 @@
+//! The pipeline: a graph of named stages, validated, then run on tokio.
+//!
+//! Build it with [`Pipeline::new`], add stages (each returns a typed
+//! [`StageRef`] that later stages subscribe to, so a type mismatch is a
+//! compile error), then [`Pipeline::spawn`] it on the current tokio runtime.
+//! The [`PipelineHandle`] owns the run: dropping it cancels every stage.
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::time::Instant;
+
+mod builder;
+mod dispatch;
+mod handle;
+mod stream;
+mod subscribe;
+
+use builder::Common;
+pub use builder::{ConsumerBuilder, ProcessorBuilder, ProducerBuilder};
+pub use dispatch::Dispatch;
+pub use handle::{
+    EdgeStats, PipelineHandle, PipelineWatch, Report, StageReport, StageState, StageStats, Stall,
+    Stats, Status,
+};
+pub use stream::PipelineStream;
+pub use subscribe::{CancelMode, Subscribe};
+
+use crate::cancel::{CancelCause, CancelScope};
+use crate::dispatcher::{SubscriberSpec, SubscriptionId};
+use crate::error::BuildError;
+use crate::runtime::driver::{
+    supervise, ConsumerDriver, ProcessorDriver, ProducerDriver, StageCx, StageEnd,
+};
+use crate::runtime::edge::Edge;
+use crate::runtime::inputs::{Input, Inputs};
+use crate::runtime::outputs::{Output, Outputs};
+use crate::runtime::shared::{DeadLetter, DeadLetterFn, EdgeStat, PipelineShared, StageShared};
+use crate::stage::{Consumer, Processor, Producer};
+use crate::supervisor::{Backoff, Child, Intensity, Restart, Strategy, Supervisor};
+use crate::SubscriberDemand;
+
+static NEXT_PIPELINE: AtomicU64 = AtomicU64::new(1);
+
+/// A typed reference to a stage (or to the instances of a concurrent
+/// stage) whose events are of type `T`.
+pub struct StageRef<T> {
+    pipeline: u64,
+    name: Arc<str>,
+    ids: Vec<usize>,
+    _events: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for StageRef<T> {
+    fn clone(&self) -> Self {
+        StageRef {
+            pipeline: self.pipeline,
+            name: self.name.clone(),
+            ids: self.ids.clone(),
+            _events: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for StageRef<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StageRef")
+            .field("name", &self.name)
+            .field("instances", &self.ids.len())
+            .finish()
+    }
+}
+
+impl<T> StageRef<T> {
+    /// The stage's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Producer,
+    Processor,
+    Consumer,
+}
+
+type Slot = Option<Box<dyn Any + Send>>;
+type Launch = Box<dyn FnOnce(StageCx, Slot, Slot) -> BoxFuture<'static, StageEnd> + Send>;
+
+struct StageDecl {
+    name: Arc<str>,
+    shared: Arc<StageShared>,
+    kind: Kind,
+    restart: Restart,
+    inputs: Slot,
+    outputs: Slot,
+    n_inputs: usize,
+    n_outputs: usize,
+    partitions: Option<usize>,
+    manual: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    launch: Option<Launch>,
+}
+
+struct OutSlot<T> {
+    dispatch: Option<Dispatch<T>>,
+    subs: Vec<(SubscriptionId, Arc<Edge<T>>, SubscriberSpec<T>)>,
+}
+
+struct InSlot<T> {
+    inputs: Vec<Input<T>>,
+}
+
+/// One subscription, as validation sees it.
+struct SubDecl {
+    from: usize,
+    to: Option<usize>,
+    partition: Option<usize>,
+}
+
+/// A pipeline under construction.
+///
+/// # Example
+///
+/// ```
+/// use demandflow::{sink, source, stage, Pipeline, Subscribe};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut p = Pipeline::new();
+/// let numbers = p.producer("numbers", source::iter(1..=100u64));
+/// let squares = p
+///     .processor("square", stage::map(|x: u64| x * x))
+///     .subscribe(&numbers, Subscribe::default());
+/// let (sum, total) = sink::fold(0u64, |acc, x: u64| acc + x);
+/// p.consumer("sum", sum).subscribe(&squares, Subscribe::max_demand(10));
+/// let report = p.spawn()?.join().await?;
+/// assert_eq!(total.get(), Some(338_350));
+/// assert_eq!(report.stage("sum").unwrap().processed, 100);
+/// # Ok(()) }
+/// ```
+#[must_use = "a pipeline does nothing until it is spawned"]
+pub struct Pipeline {
+    id: u64,
+    stages: Vec<StageDecl>,
+    subs: Vec<SubDecl>,
+    errors: Vec<BuildError>,
+    next_sub: u64,
+    next_group: usize,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    strategy: Strategy,
+    intensity: Intensity,
+    backoff: Option<Backoff>,
+    max_attempts: u32,
+    dead_letter: Option<DeadLetterFn>,
+    stall_timeout: Option<Duration>,
+    edge_stats: Vec<EdgeStat>,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field(
+                "stages",
+                &self.stages.iter().map(|s| &*s.name).collect::<Vec<_>>(),
+            )
+            .field("subscriptions", &self.subs.len())
+            .field("strategy", &self.strategy)
+            .field("intensity", &self.intensity)
+            .finish()
+    }
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pipeline {
+    /// An empty pipeline with default supervision: one-for-one, 3 restarts
+    /// in 5 s, 3 attempts per batch before it is dead-lettered.
+    pub fn new() -> Pipeline {
+        Pipeline {
+            id: NEXT_PIPELINE.fetch_add(1, Ordering::Relaxed),
+            stages: Vec::new(),
+            subs: Vec::new(),
+            errors: Vec::new(),
+            next_sub: 0,
+            next_group: 0,
+            deadline: None,
+            timeout: None,
+            strategy: Strategy::default(),
+            intensity: Intensity::default(),
+            backoff: None,
+            max_attempts: 3,
+            dead_letter: None,
+            stall_timeout: None,
+            edge_stats: Vec::new(),
+        }
+    }
+
+    /// The run must end by `deadline`; past it every stage is cancelled and
+    /// the run ends with [`Status::DeadlineExceeded`].
+    pub fn deadline(mut self, deadline: Instant) -> Pipeline {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The run must end within `timeout` of [`Pipeline::spawn`].
+    pub fn timeout(mut self, timeout: Duration) -> Pipeline {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets which stages restart together when one fails.
+    pub fn strategy(mut self, strategy: Strategy) -> Pipeline {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Sets the restart intensity: more than `max_restarts` restarts within
+    /// `period` and the pipeline fails.
+    pub fn intensity(mut self, max_restarts: u32, period: Duration) -> Pipeline {
+        self.intensity = Intensity {
+            max_restarts,
+            period,
+        };
+        self
+    }
+
+    /// Sets the backoff between restarts.
+    pub fn backoff(mut self, backoff: Backoff) -> Pipeline {
+        self.backoff = Some(backoff);
+        self
+    }
+
+    /// How many times a batch is handed to a failing stage before it goes to
+    /// the dead-letter handler (at least 1; default 3).
+    pub fn max_attempts(mut self, attempts: u32) -> Pipeline {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Receives every batch a stage failed on `max_attempts` times. The
+    /// default logs a warning; the count is in the report either way.
+    pub fn on_dead_letter(
+        mut self,
+        handler: impl Fn(DeadLetter) + Send + Sync + 'static,
+    ) -> Pipeline {
+        self.dead_letter = Some(Arc::new(handler));
+        self
+    }
+
+    /// Reports an edge that has had demand but no events, or events but no
+    /// demand, for longer than `timeout` (a `tracing` warning and an entry in
+    /// [`Stats::stalls`]).
+    pub fn stall_timeout(mut self, timeout: Duration) -> Pipeline {
+        self.stall_timeout = Some(timeout);
+        self
+    }
+
+    fn declare(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        inputs: Slot,
+        outputs: Slot,
+        launch: Launch,
+    ) -> usize {
+        let name: Arc<str> = Arc::from(name);
+        self.stages.push(StageDecl {
+            shared: Arc::new(StageShared::new(name.clone())),
+            name,
+            kind,
+            restart: Restart::default(),
+            inputs,
+            outputs,
+            n_inputs: 0,
+            n_outputs: 0,
+            partitions: None,
+            manual: None,
+            launch: Some(launch),
+        });
+        self.stages.len() - 1
+    }
+
+    /// Adds a producer with default options. `producer` is a template:
+    /// each (re)start of the stage runs a fresh clone of it.
+    pub fn producer<T, P>(&mut self, name: &str, producer: P) -> StageRef<T>
+    where
+        T: Send + 'static,
+        P: Producer<T> + Clone,
+    {
+        self.add_producer(name, producer).build()
+    }
+
+    /// Adds a producer and returns a builder for its options.
+    pub fn add_producer<T, P>(&mut self, name: &str, producer: P) -> ProducerBuilder<'_, T>
+    where
+        T: Send + 'static,
+        P: Producer<T> + Clone,
+    {
+        let launch: Launch = Box::new(move |cx: StageCx, _inputs: Slot, outputs: Slot| {
+            let outputs = take_outputs::<T>(outputs);
+            let driver = ProducerDriver {
+                factory: Box::new(move || producer.clone()),
+                outputs,
+                acc: Vec::new(),
+                done: false,
+            };
+            supervise(cx, driver).boxed()
+        });
+        let slot = OutSlot::<T> {
+            dispatch: Some(Dispatch::demand()),
+            subs: Vec::new(),
+        };
+        let id = self.declare(name, Kind::Producer, None, Some(Box::new(slot)), launch);
+        ProducerBuilder {
+            pipeline: self,
+            id,
+            _events: PhantomData,
+        }
+    }
+
+    /// Adds a processor; finish with [`ProcessorBuilder::subscribe`].
+    /// `processor` is a template: each (re)start runs a fresh clone.
+    pub fn processor<In, Out, S>(
+        &mut self,
+        name: &str,
+        processor: S,
+    ) -> ProcessorBuilder<'_, In, Out>
+    where
+        In: Send + 'static,
+        Out: Send + 'static,
+        S: Processor<In, Out> + Clone,
+    {
+        let manual = processor.manual_demand();
+        let make = move |pipeline: &mut Pipeline, name: &str| {
+            let processor = processor.clone();
+            let launch: Launch = Box::new(move |cx: StageCx, inputs: Slot, outputs: Slot| {
+                let driver = ProcessorDriver {
+                    factory: Box::new(move || processor.clone()),
+                    inputs: take_inputs::<In>(inputs),
+                    outputs: take_outputs::<Out>(outputs),
+                    finished: false,
+                };
+                supervise(cx, driver).boxed()
+            });
+            let outs = OutSlot::<Out> {
+                dispatch: None,
+                subs: Vec::new(),
+            };
+            let ins = InSlot::<In> { inputs: Vec::new() };
+            pipeline.declare(
+                name,
+                Kind::Processor,
+                Some(Box::new(ins)),
+                Some(Box::new(outs)),
+                launch,
+            )
+        };
+        let mut common = Common::new(self, name, Box::new(make));
+        common.manual = manual;
+        ProcessorBuilder {
+            common,
+            dispatch: None,
+        }
+    }
+
+    /// Adds a consumer; finish with [`ConsumerBuilder::subscribe`].
+    /// `consumer` is a template: each (re)start runs a fresh clone.
+    pub fn consumer<T, C>(&mut self, name: &str, consumer: C) -> ConsumerBuilder<'_, T>
+    where
+        T: Send + 'static,
+        C: Consumer<T> + Clone,
+    {
+        let make = move |pipeline: &mut Pipeline, name: &str| {
+            let consumer = consumer.clone();
+            let launch: Launch = Box::new(move |cx: StageCx, inputs: Slot, _outputs: Slot| {
+                let driver = ConsumerDriver {
+                    factory: Box::new(move || consumer.clone()),
+                    inputs: take_inputs::<T>(inputs),
+                };
+                supervise(cx, driver).boxed()
+            });
+            let ins = InSlot::<T> { inputs: Vec::new() };
+            pipeline.declare(name, Kind::Consumer, Some(Box::new(ins)), None, launch)
+        };
+        ConsumerBuilder {
+            common: Common::new(self, name, Box::new(make)),
+        }
+    }
+
+    /// Subscribes a [`futures::Stream`] to `upstream`: the caller pulls the
+    /// pipeline's output, and demand follows what the caller takes.
+    pub fn stream<T: Send + 'static>(
+        &mut self,
+        upstream: &StageRef<T>,
+        options: Subscribe,
+    ) -> PipelineStream<T> {
+        let signal = Arc::new(crate::runtime::signal::Signal::new());
+        let limits = match options.limits() {
+            Ok(l) => l,
+            Err(error) => {
+                self.errors.push(BuildError::BadDemand {
+                    stage: "stream".into(),
+                    upstream: upstream.name.to_string(),
+                    error,
+                });
+                Default::default()
+            }
+        };
+        let mut demands = Vec::new();
+        let mut edges = Vec::new();
+        if upstream.pipeline != self.id {
+            self.errors.push(BuildError::UnknownStage {
+                stage: "stream".into(),
+                upstream: upstream.name.to_string(),
+            });
+        }
+        let ours = upstream.pipeline == self.id;
+        for &up in upstream.ids.iter().filter(|_| ours) {
+            let spec = SubscriberSpec {
+                partition: options.partition,
+                selector: None,
+            };
+            if let Some(edge) =
+                self.connect::<T>(up, None, signal.clone(), spec, &options, "stream")
+            {
+                let mut demand = SubscriberDemand::new(limits);
+                edge.ask(demand.initial_ask(), None);
+                edges.push(edge);
+                demands.push(demand);
+            }
+        }
+        PipelineStream::new(edges, demands, signal)
+    }
+
+    /// Creates the edge `from → to`, registering it with `from`'s outputs.
+    fn connect<T: Send + 'static>(
+        &mut self,
+        from: usize,
+        to: Option<usize>,
+        down_signal: Arc<crate::runtime::signal::Signal>,
+        spec: SubscriberSpec<T>,
+        options: &Subscribe,
+        to_name: &str,
+    ) -> Option<Arc<Edge<T>>> {
+        let up = &mut self.stages[from];
+        let edge = Arc::new(Edge::new(up.shared.signal.clone(), down_signal));
+        let id = SubscriptionId(self.next_sub);
+        self.next_sub += 1;
+        let slot = up
+            .outputs
+            .as_mut()
+            .and_then(|s| s.downcast_mut::<OutSlot<T>>())?;
+        slot.subs.push((id, edge.clone(), spec));
+        up.n_outputs += 1;
+        let e = edge.clone();
+        self.subs.push(SubDecl {
+            from,
+            to,
+            partition: options.partition,
+        });
+        let from_name = up.name.clone();
+        let to_name: Arc<str> = Arc::from(to_name);
+        let stat = EdgeStat {
+            from: from_name,
+            to: to_name,
+            snapshot: Box::new(move || e.snapshot()),
+            stall: Mutex::new(Default::default()),
+        };
+        self.edge_stats.push(stat);
+        Some(edge)
+    }
+}
+
+fn take_outputs<T: Send + 'static>(slot: Slot) -> Outputs<T> {
+    let slot = slot
+        .and_then(|s| s.downcast::<OutSlot<T>>().ok())
+        .map(|b| *b);
+    let Some(mut slot) = slot else {
+        return Outputs::new(
+            Box::new(crate::dispatcher::DemandDispatcher::new()),
+            Vec::new(),
+        );
+    };
+    let dispatch = slot.dispatch.take().unwrap_or_default();
+    let mut dispatcher = (dispatch.make)();
+    let mut list = Vec::new();
+    for (id, edge, spec) in slot.subs {
+        // Validated at build time; a refusal here leaves the edge closed.
+        let open = dispatcher.subscribe(id, spec).is_ok();
+        list.push(Output { id, edge, open });
+    }
+    Outputs::new(dispatcher, list)
+}
+
+fn take_inputs<T: Send + 'static>(slot: Slot) -> Inputs<T> {
+    let inputs = slot
+        .and_then(|s| s.downcast::<InSlot<T>>().ok())
+        .map(|b| b.inputs)
+        .unwrap_or_default();
+    Inputs::new(inputs)
+}
+
+impl Pipeline {
+    /// Checks the graph without running it: every error [`Pipeline::spawn`]
+    /// would return.
+    pub fn validate(&self) -> Result<(), BuildError> {
+        if let Some(e) = self.errors.first() {
+            return Err(e.clone());
+        }
+        if self.stages.is_empty() {
+            return Err(BuildError::Empty);
+        }
+        let mut seen = HashSet::new();
+        for s in &self.stages {
+            if !seen.insert(&*s.name) {
+                return Err(BuildError::DuplicateName(s.name.to_string()));
+            }
+        }
+        for s in &self.stages {
+            if s.kind != Kind::Producer && s.n_inputs == 0 {
+                return Err(BuildError::NotFed(s.name.to_string()));
+            }
+            if s.kind != Kind::Consumer && s.n_outputs == 0 {
+                return Err(BuildError::NoSubscribers(s.name.to_string()));
+            }
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            let Some(partitions) = s.partitions else {
+                continue;
+            };
+            let mut taken = vec![false; partitions];
+            for sub in self.subs.iter().filter(|d| d.from == i) {
+                let subscriber = sub
+                    .to
+                    .map_or_else(|| "stream".to_owned(), |t| self.stages[t].name.to_string());
+                let error = match sub.partition {
+                    Some(p) if p < partitions && !taken[p] => {
+                        taken[p] = true;
+                        continue;
+                    }
+                    Some(p) if p < partitions => {
+                        crate::dispatcher::DispatchError::PartitionTaken(p)
+                    }
+                    partition => crate::dispatcher::DispatchError::BadPartition {
+                        partition,
+                        partitions,
+                    },
+                };
+                return Err(BuildError::Dispatch {
+                    stage: s.name.to_string(),
+                    subscriber,
+                    error,
+                });
+            }
+            if let Some(p) = taken.iter().position(|t| !t) {
+                return Err(BuildError::UncoveredPartition {
+                    stage: s.name.to_string(),
+                    partition: p,
+                });
+            }
+        }
+        self.topological_order().map(|_| ())
+    }
+
+    /// Kahn's algorithm: stages in an order where every upstream comes first.
+    fn topological_order(&self) -> Result<Vec<usize>, BuildError> {
+        let n = self.stages.len();
+        let mut indegree = vec![0usize; n];
+        for s in &self.subs {
+            if let Some(t) = s.to {
+                indegree[t] += 1;
+            }
+        }
+        let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = ready.pop() {
+            order.push(i);
+            for s in self.subs.iter().filter(|s| s.from == i) {
+                if let Some(t) = s.to {
+                    indegree[t] -= 1;
+                    if indegree[t] == 0 {
+                        ready.push(t);
+                    }
+                }
+            }
+        }
+        match (0..n).find(|&i| indegree[i] > 0) {
+            Some(i) => Err(BuildError::Cycle(self.stages[i].name.to_string())),
+            None => Ok(order),
+        }
+    }
+
+    fn downstream_of(&self, i: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.stages.len()];
+        let mut stack = vec![i];
+        while let Some(x) = stack.pop() {
+            for s in self.subs.iter().filter(|s| s.from == x) {
+                if let Some(t) = s.to {
+                    if !seen[t] {
+                        seen[t] = true;
+                        stack.push(t);
+                    }
+                }
+            }
+        }
+        (0..seen.len()).filter(|&j| seen[j] && j != i).collect()
+    }
+
+    /// Validates the graph and starts every stage as a task on the current
+    /// tokio runtime.
+    ///
+    /// The returned handle owns the run: dropping it cancels every stage
+    /// (see [`PipelineHandle::detach`]).
+    pub fn spawn(mut self) -> Result<PipelineHandle, BuildError> {
+        self.validate()?;
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let now = Instant::now();
+        let deadline = match (self.deadline, self.timeout) {
+            (Some(d), Some(t)) => Some(d.min(now + t)),
+            (d, t) => d.or(t.map(|t| now + t)),
+        };
+        let children = (0..self.stages.len())
+            .map(|i| Child {
+                restart: self.stages[i].restart,
+                downstream: self.downstream_of(i),
+            })
+            .collect();
+        let supervisor = Supervisor::new(
+            children,
+            self.strategy,
+            self.intensity,
+            self.backoff.take().unwrap_or_default(),
+        );
+        let scope = CancelScope::new();
+        let dead_letter = self
+            .dead_letter
+            .take()
+            .unwrap_or_else(|| Arc::new(|_dl: DeadLetter| {}));
+        let shared = Arc::new(PipelineShared {
+            scope: scope.clone(),
+            stages: self.stages.iter().map(|s| s.shared.clone()).collect(),
+            edges: std::mem::take(&mut self.edge_stats),
+            supervisor: Mutex::new(supervisor),
+            failure: Mutex::new(None),
+            dead_letter,
+            max_attempts: self.max_attempts,
+            deadline,
+            live: AtomicUsize::new(self.stages.len()),
+            all_done: tokio::sync::Notify::new(),
+            stall_timeout: self.stall_timeout,
+            stalls: Mutex::new(Vec::new()),
+        });
+        if deadline.is_some_and(|d| d <= now) {
+            scope.cancel(CancelCause::DeadlineExceeded);
+        }
+        let watcher = rt.spawn(handle::watch(shared.clone()));
+        let mut tasks = Vec::with_capacity(self.stages.len());
+        for (index, decl) in self.stages.iter_mut().enumerate() {
+            let cx = StageCx {
+                pipeline: shared.clone(),
+                index,
+                stage: decl.shared.clone(),
+                scope: scope.child(),
+                manual: decl.manual.clone(),
+            };
+            let Some(launch) = decl.launch.take() else {
+                continue;
+            };
+            let fut = launch(cx, decl.inputs.take(), decl.outputs.take());
+            let done = shared.clone();
+            tasks.push(rt.spawn(async move {
+                let end = fut.await;
+                done.stage_ended();
+                end
+            }));
+        }
+        tracing::debug!(stages = tasks.len(), "pipeline spawned");
+        Ok(PipelineHandle::new(shared, tasks, watcher))
+    }
+}

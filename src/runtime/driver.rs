@@ -1,0 +1,646 @@
+//! Stage tasks: each runs its stage's instance, restarts it when the
+//! supervisor says so, and turns the stage's output into edge sends.
+//!
+//! Everything that must survive a restart (subscriptions, their demand, the
+//! batch being handled, the dispatcher and its buffer) lives in the driver,
+//! not in the instance. A restart drops the instance and builds a new one
+//! from the stage's factory; the batch it was handling is handed to the new
+//! one (D7).
+
+use std::any::Any;
+use std::future::{poll_fn, Future};
+use std::panic::AssertUnwindSafe;
+use std::pin::{pin, Pin};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+
+use tokio::time::Instant;
+
+use super::edge::EdgeEnd;
+use super::inputs::{Inputs, Next};
+use super::outputs::Outputs;
+use super::shared::*;
+use crate::cancel::CancelScope;
+use crate::error::BoxError;
+use crate::stage::{Consumer, Context, Emitter, Flow, Processor, Producer};
+use crate::supervisor::{Decision, ExitReason};
+
+/// How one instance's run ended.
+#[derive(Debug)]
+pub(crate) enum InstanceExit {
+    /// Its work is done (stream finished, inputs ended, subscribers gone).
+    Normal,
+    /// The handler returned an error or panicked.
+    Failed(String),
+    /// The pipeline was cancelled.
+    Cancelled,
+    /// An upstream failed and this stage's cancel mode does not survive it.
+    UpstreamFailed(String),
+    /// The supervisor restarts this stage because another one failed.
+    Restart,
+    /// The supervisor stops this stage (a temporary bystander).
+    Stop,
+}
+
+/// How a stage task ended, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StageEnd {
+    Completed,
+    Cancelled,
+    Failed(String),
+    Stopped(String),
+}
+
+/// What every driver gets: the stage's identity and the pipeline around it.
+pub(crate) struct StageCx {
+    pub(crate) pipeline: Arc<PipelineShared>,
+    pub(crate) index: usize,
+    pub(crate) stage: Arc<StageShared>,
+    pub(crate) scope: CancelScope,
+    pub(crate) manual: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+}
+
+pub(crate) type HandlerResult<T> = std::thread::Result<Result<T, BoxError>>;
+
+impl StageCx {
+    pub(crate) fn context(&self, attempt: u32) -> Context {
+        Context {
+            name: self.stage.name.clone(),
+            attempt,
+            deadline: self.pipeline.deadline,
+            scope: self.scope.clone(),
+            manual: self.manual.clone(),
+        }
+    }
+
+    /// Cancellation or a supervisor request that must interrupt the instance.
+    fn interrupt(&self) -> Option<InstanceExit> {
+        if self.scope.is_cancelled() {
+            return Some(InstanceExit::Cancelled);
+        }
+        match self.stage.control.load(Ordering::Acquire) {
+            CONTROL_RESTART => {
+                self.stage.control.store(CONTROL_NONE, Ordering::Release);
+                Some(InstanceExit::Restart)
+            }
+            CONTROL_STOP => Some(InstanceExit::Stop),
+            _ => None,
+        }
+    }
+
+    fn draining(&self) -> bool {
+        self.stage.control.load(Ordering::Acquire) == CONTROL_DRAIN
+    }
+
+    /// Parks until an edge, the supervisor, the cancel watcher or the timer
+    /// has something for this stage.
+    async fn wait(&self, timer: Option<Instant>) {
+        match timer {
+            Some(at) => {
+                tokio::select! {
+                    _ = self.stage.signal.notified() => {}
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => self.stage.signal.notified().await,
+        }
+    }
+
+    /// Runs a handler future to completion, catching panics. If it does not
+    /// complete on its first poll, the wait can be interrupted by cancel or
+    /// the supervisor (`Err` then carries the reason; the future is dropped).
+    async fn run_handler<F: Future>(
+        &self,
+        fut: F,
+    ) -> Result<std::thread::Result<F::Output>, InstanceExit> {
+        let mut fut = pin!(fut);
+        if let Poll::Ready(r) = poll_fn(|c| Poll::Ready(poll_catching(fut.as_mut(), c))).await {
+            return Ok(r);
+        }
+        loop {
+            if let Some(exit) = self.interrupt() {
+                return Err(exit);
+            }
+            tokio::select! {
+                biased;
+                r = poll_fn(|c| poll_catching(fut.as_mut(), c)) => return Ok(r),
+                _ = self.stage.control_notify.notified() => {}
+            }
+        }
+    }
+
+    fn dead_letter(&self, error: String, attempts: u32, events: Box<dyn Any + Send>, len: usize) {
+        Counters::add(&self.stage.counters.dead_lettered, len);
+        tracing::warn!(stage = %self.stage.name, %error, attempts, events = len, "batch dead-lettered");
+        (self.pipeline.dead_letter)(DeadLetter {
+            stage: self.stage.name.to_string(),
+            error,
+            attempts,
+            events,
+            len,
+        });
+    }
+}
+
+/// Polls a handler future once, turning a panic into a value.
+fn poll_catching<F: Future>(
+    fut: Pin<&mut F>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<std::thread::Result<F::Output>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(p) => Poll::Ready(Err(p)),
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_owned()
+    }
+}
+
+fn failure_message<T>(r: HandlerResult<T>) -> Result<T, String> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(p) => Err(panic_message(p.as_ref())),
+    }
+}
+
+/// A stage kind's run of one instance. The supervise loop around it is
+/// shared by all kinds.
+pub(crate) trait Driver: Send {
+    fn run_instance(
+        &mut self,
+        cx: &StageCx,
+        attempt: u32,
+    ) -> impl Future<Output = InstanceExit> + Send;
+    /// Gives up everything held: returns how many events are abandoned.
+    fn abandon(&mut self) -> usize;
+    /// Ends the outgoing subscriptions.
+    fn close(&mut self, end: EdgeEnd) -> usize;
+}
+
+/// Runs a stage under the pipeline's supervisor until it ends for good.
+pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd {
+    let name = cx.stage.name.clone();
+    tracing::debug!(stage = %name, "stage started");
+    let mut attempt = 0u32;
+    let end = loop {
+        let exit = driver.run_instance(&cx, attempt).await;
+        let reason = match &exit {
+            InstanceExit::Normal => ExitReason::Normal,
+            InstanceExit::Failed(_) => ExitReason::Failed,
+            InstanceExit::Restart => {
+                attempt += 1;
+                cx.stage.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(stage = %name, attempt, "stage restarted with its group");
+                continue;
+            }
+            InstanceExit::Cancelled => {
+                let abandoned = driver.abandon();
+                Counters::add(&cx.stage.counters.abandoned, abandoned);
+                let cause = cx
+                    .scope
+                    .cause()
+                    .map(|c| format!("{c:?}"))
+                    .unwrap_or_default();
+                let n = driver.close(EdgeEnd::Failed(format!("cancelled ({cause})")));
+                Counters::add(&cx.stage.counters.abandoned, n);
+                break StageEnd::Cancelled;
+            }
+            InstanceExit::Stop => {
+                let abandoned = driver.abandon() + driver.close(EdgeEnd::Failed("stopped".into()));
+                Counters::add(&cx.stage.counters.abandoned, abandoned);
+                break StageEnd::Stopped("stopped by the supervisor".into());
+            }
+            InstanceExit::UpstreamFailed(e) => {
+                let abandoned = driver.abandon() + driver.close(EdgeEnd::Failed(e.clone()));
+                Counters::add(&cx.stage.counters.abandoned, abandoned);
+                break StageEnd::Stopped(e.clone());
+            }
+        };
+        let decision = {
+            let mut sup = cx
+                .pipeline
+                .supervisor
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            sup.on_exit(cx.index, reason, Instant::now())
+        };
+        match (decision, exit) {
+            (Decision::Stop, InstanceExit::Normal) => {
+                let n = driver.close(EdgeEnd::Done);
+                Counters::add(&cx.stage.counters.abandoned, n);
+                break StageEnd::Completed;
+            }
+            (Decision::Stop, exit) => {
+                let e = match exit {
+                    InstanceExit::Failed(e) => e,
+                    other => format!("{other:?}"),
+                };
+                tracing::warn!(stage = %name, error = %e, "stage failed and is not restarted");
+                let abandoned = driver.abandon() + driver.close(EdgeEnd::Failed(e.clone()));
+                Counters::add(&cx.stage.counters.abandoned, abandoned);
+                break StageEnd::Failed(e);
+            }
+            (Decision::Escalate, exit) => {
+                let e = match exit {
+                    InstanceExit::Failed(e) => e,
+                    _ => "restarted too often".to_owned(),
+                };
+                tracing::error!(stage = %name, error = %e, "restart intensity exceeded: the pipeline fails");
+                cx.pipeline.record_failure(&name, &e);
+                cx.pipeline
+                    .scope
+                    .cancel(crate::cancel::CancelCause::StageFailed(name.to_string()));
+                let abandoned = driver.abandon() + driver.close(EdgeEnd::Failed(e.clone()));
+                Counters::add(&cx.stage.counters.abandoned, abandoned);
+                break StageEnd::Failed(e);
+            }
+            (
+                Decision::Restart {
+                    restart,
+                    stop,
+                    delay,
+                },
+                exit,
+            ) => {
+                if let InstanceExit::Failed(e) = &exit {
+                    tracing::warn!(stage = %name, error = %e, ?delay, "stage failed, restarting");
+                }
+                for &i in &restart {
+                    if i != cx.index {
+                        cx.pipeline.stages[i].request(CONTROL_RESTART);
+                    }
+                }
+                for &i in &stop {
+                    cx.pipeline.stages[i].request(CONTROL_STOP);
+                }
+                cx.stage.state.store(STATE_RESTARTING, Ordering::Release);
+                if !delay.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cx.scope.cancelled() => {}
+                    }
+                }
+                cx.stage.state.store(STATE_RUNNING, Ordering::Release);
+                attempt += 1;
+                cx.stage.counters.restarts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    };
+    cx.stage.state.store(STATE_ENDED, Ordering::Release);
+    tracing::debug!(stage = %name, end = ?end, "stage ended");
+    end
+}
+
+// ---------------------------------------------------------------- producer
+
+pub(crate) struct ProducerDriver<T, P> {
+    pub(crate) factory: Box<dyn FnMut() -> P + Send>,
+    pub(crate) outputs: Outputs<T>,
+    /// Events emitted and not yet routed (kept across a failure: what a
+    /// producer emitted before it failed is still delivered).
+    pub(crate) acc: Vec<T>,
+    pub(crate) done: bool,
+}
+
+impl<T: Send + 'static, P: Producer<T>> ProducerDriver<T, P> {
+    fn flush(&mut self, stage: &StageShared) {
+        if !self.acc.is_empty() {
+            let batch = std::mem::take(&mut self.acc);
+            self.outputs.emit(batch, stage);
+        }
+    }
+}
+
+fn make<S>(factory: &mut (dyn FnMut() -> S + Send)) -> Result<S, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(factory))
+        .map_err(|p| format!("factory {}", panic_message(p.as_ref())))
+}
+
+impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
+    async fn run_instance(&mut self, cx: &StageCx, attempt: u32) -> InstanceExit {
+        let mut instance = match make(&mut *self.factory) {
+            Ok(i) => i,
+            Err(e) => return InstanceExit::Failed(e),
+        };
+        let ctx = cx.context(attempt);
+        let stage = &*cx.stage;
+        let mut em = Emitter::with_buffer(self.outputs.buffer());
+        loop {
+            if let Some(exit) = cx.interrupt() {
+                return exit;
+            }
+            self.outputs.collect(stage);
+            if !self.outputs.alive() {
+                // Downstream cancellation reached us: nobody is left to serve.
+                return InstanceExit::Normal;
+            }
+            if (self.done || cx.draining()) && self.outputs.buffered() == 0 {
+                return InstanceExit::Normal;
+            }
+            let demand = self.outputs.demand();
+            if demand == 0 || self.done || cx.draining() {
+                cx.wait(None).await;
+                continue;
+            }
+            // Call the producer until the demand is met, it runs dry, or it
+            // would wait; coalesce what it emits into one batch. The whole
+            // loop is one guarded future: a panic is caught once per batch,
+            // not once per call, which keeps the per-event path cheap.
+            let acc = &mut self.acc;
+            let outputs = &mut self.outputs;
+            let em_ref = &mut em;
+            let instance = &mut instance;
+            let ctx = &ctx;
+            let batch = async move {
+                let em = em_ref;
+                let mut remaining = demand;
+                while remaining > 0 {
+                    if em.buf.capacity() == 0 {
+                        em.buf = outputs.buffer();
+                    }
+                    let r = {
+                        let mut fut = pin!(instance.produce(remaining, em, ctx));
+                        match poll_fn(|c| Poll::Ready(fut.as_mut().poll(c))).await {
+                            Poll::Ready(r) => r,
+                            Poll::Pending => {
+                                // The producer would wait: deliver what it gave so far.
+                                if !acc.is_empty() {
+                                    outputs.emit(std::mem::take(acc), stage);
+                                }
+                                fut.await
+                            }
+                        }
+                    };
+                    let emitted = em.len();
+                    if acc.is_empty() {
+                        std::mem::swap(acc, &mut em.buf);
+                    } else {
+                        acc.append(&mut em.buf);
+                    }
+                    match r? {
+                        Flow::Continue if emitted == 0 => break,
+                        Flow::Continue => remaining = remaining.saturating_sub(emitted),
+                        Flow::Done => return Ok(true),
+                    }
+                }
+                Ok::<bool, BoxError>(false)
+            };
+            let r = cx.run_handler(batch).await;
+            // What was emitted before an error or panic is still delivered.
+            if !em.is_empty() {
+                self.acc.append(&mut em.buf);
+            }
+            self.flush(stage);
+            match r.map(failure_message) {
+                Err(exit) => return exit,
+                Ok(Ok(done)) => self.done = done,
+                Ok(Err(e)) => return InstanceExit::Failed(e),
+            }
+            tokio::task::consume_budget().await;
+        }
+    }
+
+    fn abandon(&mut self) -> usize {
+        std::mem::take(&mut self.acc).len()
+    }
+
+    fn close(&mut self, end: EdgeEnd) -> usize {
+        self.outputs.close(end)
+    }
+}
+
+// --------------------------------------------------------------- processor
+
+pub(crate) struct ProcessorDriver<In, Out, S> {
+    pub(crate) factory: Box<dyn FnMut() -> S + Send>,
+    pub(crate) inputs: Inputs<In>,
+    pub(crate) outputs: Outputs<Out>,
+    pub(crate) finished: bool,
+}
+
+impl<In, Out, S> Driver for ProcessorDriver<In, Out, S>
+where
+    In: Send + 'static,
+    Out: Send + 'static,
+    S: Processor<In, Out>,
+{
+    async fn run_instance(&mut self, cx: &StageCx, attempt: u32) -> InstanceExit {
+        let mut instance = match make(&mut *self.factory) {
+            Ok(i) => i,
+            Err(e) => return InstanceExit::Failed(e),
+        };
+        let ctx = cx.context(attempt);
+        let stage = &*cx.stage;
+        self.inputs.start();
+        let mut em = Emitter::with_buffer(self.outputs.buffer());
+        loop {
+            if let Some(exit) = cx.interrupt() {
+                return exit;
+            }
+            self.outputs.collect(stage);
+            if !self.outputs.alive() {
+                let abandoned = self.inputs.cancel_all();
+                Counters::add(&stage.counters.abandoned, abandoned);
+                return InstanceExit::Normal;
+            }
+            if self.finished {
+                if self.outputs.buffered() == 0 {
+                    return InstanceExit::Normal;
+                }
+                cx.wait(None).await;
+                continue;
+            }
+            // Leftovers from an expanding call go first: no new input while
+            // the dispatcher still holds output (the bound of D2).
+            let demand = self.outputs.demand();
+            if demand == 0 || self.outputs.buffered() > 0 {
+                // Timers only matter when output can go somewhere.
+                cx.wait(None).await;
+                continue;
+            }
+            if let Some(at) = instance.timer() {
+                if at <= Instant::now() {
+                    let r = cx.run_handler(instance.on_timer(&mut em, &ctx)).await;
+                    match r.map(failure_message) {
+                        Err(exit) => return exit,
+                        Ok(Ok(())) => {
+                            let out = std::mem::take(&mut em.buf);
+                            self.outputs.emit(out, stage);
+                        }
+                        Ok(Err(e)) => {
+                            em.buf.clear();
+                            return InstanceExit::Failed(e);
+                        }
+                    }
+                    continue;
+                }
+            }
+            match self.inputs.next(demand, stage) {
+                Next::Idle => {
+                    if let Err(e) = self.inputs.check_idle() {
+                        return InstanceExit::Failed(e);
+                    }
+                    let idle = self.inputs.idle_deadline().map(|(at, _)| at);
+                    cx.wait(earliest(instance.timer(), idle)).await
+                }
+                Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
+                Next::Ended(None) => {
+                    let r = cx.run_handler(instance.finish(&mut em, &ctx)).await;
+                    match r.map(failure_message) {
+                        Err(exit) => return exit,
+                        Ok(Ok(())) => {
+                            let out = std::mem::take(&mut em.buf);
+                            self.outputs.emit(out, stage);
+                            self.finished = true;
+                        }
+                        Ok(Err(e)) => {
+                            em.buf.clear();
+                            return InstanceExit::Failed(e);
+                        }
+                    }
+                }
+                Next::Chunk(len) => {
+                    if em.buf.capacity() == 0 {
+                        em.buf = self.outputs.buffer();
+                    }
+                    let chunk = self.inputs.chunk(len);
+                    let r = cx.run_handler(instance.process(chunk, &mut em, &ctx)).await;
+                    match r.map(failure_message) {
+                        Err(exit) => {
+                            em.buf.clear();
+                            return exit;
+                        }
+                        Ok(Ok(())) => {
+                            Counters::add(&stage.counters.processed, len);
+                            self.inputs.handled(len);
+                            let out = std::mem::take(&mut em.buf);
+                            self.outputs.emit(out, stage);
+                        }
+                        Ok(Err(e)) => {
+                            // Output of a failed call is discarded: the batch
+                            // is handled again by the next instance.
+                            em.buf.clear();
+                            return self.fail_chunk(cx, len, e);
+                        }
+                    }
+                    tokio::task::consume_budget().await;
+                }
+            }
+        }
+    }
+
+    fn abandon(&mut self) -> usize {
+        self.inputs.cancel_all()
+    }
+
+    fn close(&mut self, end: EdgeEnd) -> usize {
+        self.outputs.close(end)
+    }
+}
+
+impl<In: Send + 'static, Out: Send + 'static, S> ProcessorDriver<In, Out, S> {
+    fn fail_chunk(&mut self, cx: &StageCx, len: usize, e: String) -> InstanceExit {
+        fail_chunk(&mut self.inputs, cx, len, e)
+    }
+}
+
+/// Counts a failed attempt at the current chunk; after `max_attempts` the
+/// chunk goes to the dead-letter handler and the stream moves on.
+fn fail_chunk<T: Send + 'static>(
+    inputs: &mut Inputs<T>,
+    cx: &StageCx,
+    len: usize,
+    e: String,
+) -> InstanceExit {
+    let attempts = match &mut inputs.current {
+        Some(c) => {
+            c.attempts += 1;
+            c.attempts
+        }
+        None => 0,
+    };
+    if attempts >= cx.pipeline.max_attempts {
+        let events = inputs.take_chunk(len);
+        cx.dead_letter(e.clone(), attempts, Box::new(events), len);
+    }
+    InstanceExit::Failed(e)
+}
+
+// ---------------------------------------------------------------- consumer
+
+pub(crate) struct ConsumerDriver<T, C> {
+    pub(crate) factory: Box<dyn FnMut() -> C + Send>,
+    pub(crate) inputs: Inputs<T>,
+}
+
+impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
+    async fn run_instance(&mut self, cx: &StageCx, attempt: u32) -> InstanceExit {
+        let mut instance = match make(&mut *self.factory) {
+            Ok(i) => i,
+            Err(e) => return InstanceExit::Failed(e),
+        };
+        let ctx = cx.context(attempt);
+        let stage = &*cx.stage;
+        self.inputs.start();
+        loop {
+            if let Some(exit) = cx.interrupt() {
+                return exit;
+            }
+            match self.inputs.next(usize::MAX, stage) {
+                Next::Idle => {
+                    if let Err(e) = self.inputs.check_idle() {
+                        return InstanceExit::Failed(e);
+                    }
+                    cx.wait(self.inputs.idle_deadline().map(|(at, _)| at)).await
+                }
+                Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
+                Next::Ended(None) => {
+                    let r = cx.run_handler(instance.finish(&ctx)).await;
+                    return match r.map(failure_message) {
+                        Err(exit) => exit,
+                        Ok(Ok(())) => InstanceExit::Normal,
+                        Ok(Err(e)) => InstanceExit::Failed(e),
+                    };
+                }
+                Next::Chunk(len) => {
+                    let chunk = self.inputs.chunk(len);
+                    let r = cx.run_handler(instance.consume(chunk, &ctx)).await;
+                    match r.map(failure_message) {
+                        Err(exit) => return exit,
+                        Ok(Ok(())) => {
+                            Counters::add(&stage.counters.processed, len);
+                            self.inputs.handled(len);
+                        }
+                        Ok(Err(e)) => return fail_chunk(&mut self.inputs, cx, len, e),
+                    }
+                    tokio::task::consume_budget().await;
+                }
+            }
+        }
+    }
+
+    fn abandon(&mut self) -> usize {
+        self.inputs.cancel_all()
+    }
+
+    fn close(&mut self, _end: EdgeEnd) -> usize {
+        0
+    }
+}

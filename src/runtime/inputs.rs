@@ -1,0 +1,227 @@
+//! The subscriber side of a stage: its subscriptions, their demand, and the
+//! batch being handled.
+
+use std::sync::Arc;
+
+use super::edge::{Edge, EdgeEnd, Recv};
+use super::shared::{Counters, StageShared};
+use crate::demand::SubscriberDemand;
+use crate::pipeline::CancelMode;
+
+pub(crate) struct Input<T> {
+    pub(crate) edge: Arc<Edge<T>>,
+    /// `None` for manual demand: the stage asks itself.
+    pub(crate) demand: Option<SubscriberDemand>,
+    pub(crate) mode: CancelMode,
+    pub(crate) upstream: Arc<str>,
+    /// Inputs from the instances of one concurrent stage share a group: the
+    /// group ends normally only when all of them have.
+    pub(crate) group: usize,
+    pub(crate) open: bool,
+    /// Longest allowed gap between events while demand is outstanding.
+    pub(crate) idle_timeout: Option<std::time::Duration>,
+    /// When this subscription last saw an event (or started waiting).
+    pub(crate) last_event: Option<tokio::time::Instant>,
+}
+
+/// The batch being handled, kept by the runtime (not the stage instance) so a
+/// restarted instance gets it again.
+pub(crate) struct Current<T> {
+    pub(crate) batch: Vec<T>,
+    pub(crate) pos: usize,
+    pub(crate) input: usize,
+    /// Failed attempts at the chunk starting at `pos`.
+    pub(crate) attempts: u32,
+}
+
+pub(crate) enum Next {
+    /// A chunk of this many events is ready at `current`.
+    Chunk(usize),
+    /// Nothing to do until the signal fires.
+    Idle,
+    /// Every input has ended; `Some` if one ended in failure that this
+    /// stage's cancel mode does not tolerate.
+    Ended(Option<String>),
+}
+
+pub(crate) struct Inputs<T> {
+    pub(crate) list: Vec<Input<T>>,
+    next: usize,
+    pub(crate) current: Option<Current<T>>,
+    started: bool,
+}
+
+impl<T> Inputs<T> {
+    pub(crate) fn new(list: Vec<Input<T>>) -> Inputs<T> {
+        Inputs {
+            list,
+            next: 0,
+            current: None,
+            started: false,
+        }
+    }
+
+    /// Sends the initial asks, once per pipeline run (not per instance:
+    /// subscriptions and their demand survive restarts).
+    pub(crate) fn start(&mut self) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        for input in &mut self.list {
+            if input.idle_timeout.is_some() {
+                input.last_event = Some(now);
+            }
+            if let Some(d) = &mut input.demand {
+                input.edge.ask(d.initial_ask(), None);
+            }
+        }
+    }
+
+    /// When the earliest idle timeout of an open subscription with demand
+    /// outstanding expires.
+    pub(crate) fn idle_deadline(&self) -> Option<(tokio::time::Instant, &str)> {
+        self.list
+            .iter()
+            .filter(|i| i.open && i.demand.as_ref().is_none_or(|d| d.outstanding() > 0))
+            .filter_map(|i| Some((i.last_event? + i.idle_timeout?, &*i.upstream)))
+            .min_by_key(|(at, _)| *at)
+    }
+
+    /// Fails with a message if an idle timeout has expired.
+    pub(crate) fn check_idle(&self) -> Result<(), String> {
+        match self.idle_deadline() {
+            Some((at, upstream)) if at <= tokio::time::Instant::now() => {
+                Err(format!("idle timeout: no event from `{upstream}` in time"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn chunk_len(&self, c: &Current<T>, limit: usize) -> usize {
+        let left = c.batch.len() - c.pos;
+        let by_demand = match &self.list[c.input].demand {
+            Some(d) => d.chunk(left),
+            None => left,
+        };
+        by_demand.min(limit).max(1).min(left)
+    }
+
+    /// Finds the next chunk of at most `limit` (≥ 1) events.
+    pub(crate) fn next(&mut self, limit: usize, stage: &StageShared) -> Next {
+        if let Some(c) = &self.current {
+            return Next::Chunk(self.chunk_len(c, limit));
+        }
+        let n = self.list.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if !self.list[i].open {
+                continue;
+            }
+            match self.list[i].edge.recv() {
+                Recv::Batch(batch) if batch.is_empty() => continue,
+                Recv::Batch(batch) => {
+                    Counters::add(&stage.counters.received, batch.len());
+                    if self.list[i].idle_timeout.is_some() {
+                        self.list[i].last_event = Some(tokio::time::Instant::now());
+                    }
+                    self.next = (i + 1) % n;
+                    let c = Current {
+                        batch,
+                        pos: 0,
+                        input: i,
+                        attempts: 0,
+                    };
+                    let len = self.chunk_len(&c, limit);
+                    self.current = Some(c);
+                    return Next::Chunk(len);
+                }
+                Recv::Empty => {}
+                Recv::Ended(end) => {
+                    self.list[i].open = false;
+                    let group = self.list[i].group;
+                    let group_open = self.list.iter().any(|x| x.open && x.group == group);
+                    let input = &self.list[i];
+                    let fatal = match (input.mode, &end) {
+                        (CancelMode::Permanent, EdgeEnd::Done) if !group_open => Some(None),
+                        (CancelMode::Permanent, EdgeEnd::Done) => None,
+                        (CancelMode::Permanent | CancelMode::Transient, EdgeEnd::Failed(e)) => {
+                            Some(Some(format!("upstream `{}` failed: {e}", input.upstream)))
+                        }
+                        _ => None,
+                    };
+                    if let Some(reason) = fatal {
+                        // Permanent: stop after what was delivered; the other
+                        // inputs are left (their queued events abandoned).
+                        let abandoned = self.cancel_all();
+                        Counters::add(&stage.counters.abandoned, abandoned);
+                        return Next::Ended(reason);
+                    }
+                }
+            }
+        }
+        if self.list.iter().any(|i| i.open) {
+            Next::Idle
+        } else {
+            Next::Ended(None)
+        }
+    }
+
+    /// The events of the chunk of `len` at the current position.
+    pub(crate) fn chunk(&self, len: usize) -> &[T] {
+        match &self.current {
+            Some(c) => &c.batch[c.pos..c.pos + len],
+            None => &[],
+        }
+    }
+
+    /// Records that the chunk of `len` was handled (processed or
+    /// dead-lettered) and asks upstream per the subscription's demand.
+    pub(crate) fn handled(&mut self, len: usize) {
+        let Some(c) = &mut self.current else { return };
+        c.pos += len;
+        c.attempts = 0;
+        let input = &mut self.list[c.input];
+        let ask = input.demand.as_mut().map_or(0, |d| d.handled(len));
+        if c.pos >= c.batch.len() {
+            let Some(c) = self.current.take() else { return };
+            input.edge.ask(ask, Some(c.batch));
+        } else if ask > 0 {
+            input.edge.ask(ask, None);
+        }
+    }
+
+    /// Removes the chunk of `len` at the current position (for the dead
+    /// letter handler), then accounts it as handled.
+    pub(crate) fn take_chunk(&mut self, len: usize) -> Vec<T> {
+        let Some(c) = &mut self.current else {
+            return Vec::new();
+        };
+        let events: Vec<T> = c.batch.drain(c.pos..c.pos + len).collect();
+        // `pos` stays: the drained events are gone, the next ones moved up.
+        let input = &mut self.list[c.input];
+        let ask = input.demand.as_mut().map_or(0, |d| d.handled(len));
+        c.attempts = 0;
+        if c.pos >= c.batch.len() {
+            if let Some(c) = self.current.take() {
+                input.edge.ask(ask, Some(c.batch));
+            }
+        } else if ask > 0 {
+            input.edge.ask(ask, None);
+        }
+        events
+    }
+
+    /// Unsubscribes from every input; returns the events this stage will
+    /// never handle (the rest of the current batch and everything queued).
+    pub(crate) fn cancel_all(&mut self) -> usize {
+        let mut abandoned = self.current.take().map_or(0, |c| c.batch.len() - c.pos);
+        for input in &mut self.list {
+            if input.open {
+                input.open = false;
+            }
+            abandoned += input.edge.cancel();
+        }
+        abandoned
+    }
+}

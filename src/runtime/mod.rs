@@ -1,0 +1,9 @@
+//! The tokio driver: runs each stage's state machines as a task.
+
+pub(crate) mod driver;
+pub(crate) mod edge;
+pub(crate) mod inputs;
+pub(crate) mod outputs;
+pub(crate) mod shared;
+pub(crate) mod signal;
+pub(crate) mod sync;

@@ -1,0 +1,174 @@
+//! State shared between a pipeline's stage tasks and its handle.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::edge::EdgeSnapshot;
+use super::signal::Signal;
+use crate::cancel::CancelScope;
+use crate::supervisor::Supervisor;
+
+/// Per-stage counters: the ledger, kept live.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) received: AtomicU64,
+    pub(crate) processed: AtomicU64,
+    pub(crate) emitted: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
+        if n > 0 {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A request from the supervisor to a stage that did not fail itself.
+pub(crate) const CONTROL_NONE: u8 = 0;
+pub(crate) const CONTROL_RESTART: u8 = 1;
+pub(crate) const CONTROL_STOP: u8 = 2;
+/// Graceful shutdown: producers stop producing and end normally.
+pub(crate) const CONTROL_DRAIN: u8 = 3;
+
+/// Stage lifecycle, for stats.
+pub(crate) const STATE_RUNNING: u8 = 0;
+pub(crate) const STATE_RESTARTING: u8 = 1;
+pub(crate) const STATE_ENDED: u8 = 2;
+
+#[derive(Debug)]
+pub(crate) struct StageShared {
+    pub(crate) name: Arc<str>,
+    pub(crate) signal: Arc<Signal>,
+    pub(crate) counters: Counters,
+    pub(crate) control: AtomicU8,
+    pub(crate) control_notify: Notify,
+    pub(crate) state: AtomicU8,
+}
+
+impl StageShared {
+    pub(crate) fn new(name: Arc<str>) -> StageShared {
+        StageShared {
+            name,
+            signal: Arc::new(Signal::new()),
+            counters: Counters::default(),
+            control: AtomicU8::new(CONTROL_NONE),
+            control_notify: Notify::new(),
+            state: AtomicU8::new(STATE_RUNNING),
+        }
+    }
+
+    pub(crate) fn request(&self, control: u8) {
+        self.control.store(control, Ordering::Release);
+        self.control_notify.notify_one();
+        self.signal.notify();
+    }
+}
+
+/// Everything the handler of dead letters is told.
+pub struct DeadLetter {
+    /// The stage whose handler kept failing.
+    pub stage: String,
+    /// The last error (or panic message).
+    pub error: String,
+    /// How many attempts were made.
+    pub attempts: u32,
+    /// The events of the failed batch, as a `Vec<T>` of the stage's input type.
+    pub events: Box<dyn Any + Send>,
+    /// How many events.
+    pub len: usize,
+}
+
+impl DeadLetter {
+    /// The events, if `T` is the stage's input type.
+    pub fn events<T: 'static>(&self) -> Option<&[T]> {
+        self.events.downcast_ref::<Vec<T>>().map(Vec::as_slice)
+    }
+
+    /// Takes the events out, if `T` is the stage's input type.
+    pub fn into_events<T: 'static>(self) -> Result<Vec<T>, DeadLetter> {
+        match self.events.downcast::<Vec<T>>() {
+            Ok(v) => Ok(*v),
+            Err(events) => Err(DeadLetter { events, ..self }),
+        }
+    }
+}
+
+impl fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetter")
+            .field("stage", &self.stage)
+            .field("error", &self.error)
+            .field("attempts", &self.attempts)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+pub(crate) type DeadLetterFn = Arc<dyn Fn(DeadLetter) + Send + Sync>;
+
+pub(crate) struct EdgeStat {
+    pub(crate) from: Arc<str>,
+    pub(crate) to: Arc<str>,
+    pub(crate) snapshot: Box<dyn Fn() -> EdgeSnapshot + Send + Sync>,
+    pub(crate) stall: Mutex<StallWatch>,
+}
+
+/// Stall detection state for one edge: when it last made progress.
+#[derive(Debug, Default)]
+pub(crate) struct StallWatch {
+    pub(crate) last: EdgeSnapshot,
+    pub(crate) since: Option<Instant>,
+    pub(crate) reported: bool,
+}
+
+pub(crate) struct PipelineShared {
+    pub(crate) scope: CancelScope,
+    pub(crate) stages: Vec<Arc<StageShared>>,
+    pub(crate) edges: Vec<EdgeStat>,
+    pub(crate) supervisor: Mutex<Supervisor>,
+    /// The stage that made the supervisor give up, with its error.
+    pub(crate) failure: Mutex<Option<(String, String)>>,
+    pub(crate) dead_letter: DeadLetterFn,
+    pub(crate) max_attempts: u32,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) live: AtomicUsize,
+    pub(crate) all_done: Notify,
+    pub(crate) stall_timeout: Option<std::time::Duration>,
+    pub(crate) stalls: Mutex<Vec<crate::pipeline::Stall>>,
+}
+
+impl fmt::Debug for PipelineShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineShared")
+            .field("stages", &self.stages.len())
+            .field("edges", &self.edges.len())
+            .finish()
+    }
+}
+
+impl PipelineShared {
+    pub(crate) fn record_failure(&self, stage: &str, error: &str) {
+        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if f.is_none() {
+            *f = Some((stage.to_owned(), error.to_owned()));
+        }
+    }
+
+    /// Called by each stage task as it ends; the last one wakes the watchers.
+    pub(crate) fn stage_ended(&self) {
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.all_done.notify_waiters();
+            self.all_done.notify_one();
+        }
+    }
+}
