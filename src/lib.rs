@@ -25,3 +25,7 @@ pub use pipeline::{
 pub use runtime::shared::DeadLetter;
 pub use stage::{Consumer, Context, Emitter, Flow, Processor, Producer};
 pub use supervisor::{Restart, Strategy};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -27,7 +27,9 @@
 use std::collections::VecDeque;
 
 use super::signal::Signal;
-use super::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use super::sync::{Mutex, MutexGuard};
 
 /// Most recycled buffers kept per edge.
 pub(crate) const FREE_MAX: usize = 4;

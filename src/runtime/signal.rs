@@ -67,7 +67,10 @@ impl Signal {
 
     /// Polls for a notification, consuming it if pending.
     pub(crate) fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        #[cfg(not(all(test, loom)))]
         self.waker.register(cx.waker());
+        #[cfg(all(test, loom))]
+        self.waker.register(cx.waker().clone());
         let mut s = self.state.load(Ordering::Acquire);
         loop {
             let (to, ready) = if s == NOTIFIED {
