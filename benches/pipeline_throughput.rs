@@ -1,5 +1,8 @@
 //! Criterion benchmarks of the standard shapes, engine beside baseline.
 
+// criterion_group! generates undocumented items.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod shapes;

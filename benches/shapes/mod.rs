@@ -8,7 +8,7 @@
 //! `Vec<u64>` batches of 500 (`max_demand - min_demand` at the defaults),
 //! with room for 1000 events (2 batches) per channel.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::time::{Duration, Instant};
 

@@ -1,3 +1,3 @@
 //! The runtime's synchronisation types, through the crate's std ↔ loom switch.
 
-pub(crate) use crate::loom::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use crate::loom::sync::{Mutex, MutexGuard};
