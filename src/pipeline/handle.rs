@@ -144,6 +144,8 @@ pub struct EdgeStats {
     pub buffered: usize,
     /// Events delivered so far.
     pub delivered: u64,
+    /// Demand granted so far (`delivered <= granted` always: invariant D1).
+    pub granted: u64,
 }
 
 /// An edge the stall detector flagged.
@@ -220,9 +222,10 @@ fn stats_of(shared: &PipelineShared) -> Stats {
             EdgeStats {
                 from: e.from.to_string(),
                 to: e.to.to_string(),
-                pending_demand: snap.granted - snap.delivered,
+                pending_demand: snap.granted.saturating_sub(snap.delivered),
                 buffered: snap.buffered,
                 delivered: snap.delivered,
+                granted: snap.granted,
             }
         })
         .collect();
@@ -477,7 +480,7 @@ fn check_stalls(shared: &PipelineShared) {
     for e in &shared.edges {
         let snap = (e.snapshot)();
         let mut w = e.stall.lock().unwrap_or_else(|e| e.into_inner());
-        let pending = snap.granted - snap.delivered;
+        let pending = snap.granted.saturating_sub(snap.delivered);
         let moved = snap != w.last;
         w.last = snap;
         let stuck = !moved && (pending > 0 || snap.buffered > 0);

@@ -383,6 +383,7 @@ impl Pipeline {
         T: Send + 'static,
         C: Consumer<T> + Clone,
     {
+        let manual = consumer.manual_demand();
         let make = move |pipeline: &mut Pipeline, name: &str| {
             let consumer = consumer.clone();
             let launch: Launch = Box::new(move |cx: StageCx, inputs: Slot, _outputs: Slot| {
@@ -395,9 +396,9 @@ impl Pipeline {
             let ins = InSlot::<T> { inputs: Vec::new() };
             pipeline.declare(name, Kind::Consumer, Some(Box::new(ins)), None, launch)
         };
-        ConsumerBuilder {
-            common: Common::new(self, name, Box::new(make)),
-        }
+        let mut common = Common::new(self, name, Box::new(make));
+        common.manual = manual;
+        ConsumerBuilder { common }
     }
 
     /// Subscribes a [`futures::Stream`] to `upstream`: the caller pulls the

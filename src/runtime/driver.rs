@@ -449,6 +449,15 @@ where
         let ctx = cx.context(attempt);
         let stage = &*cx.stage;
         self.inputs.start();
+        match cx
+            .run_handler(instance.start(&ctx))
+            .await
+            .map(failure_message)
+        {
+            Err(exit) => return exit,
+            Ok(Err(e)) => return InstanceExit::Failed(e),
+            Ok(Ok(())) => {}
+        }
         let mut em = Emitter::with_buffer(self.outputs.buffer());
         loop {
             if let Some(exit) = cx.interrupt() {
@@ -599,6 +608,15 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
         let ctx = cx.context(attempt);
         let stage = &*cx.stage;
         self.inputs.start();
+        match cx
+            .run_handler(instance.start(&ctx))
+            .await
+            .map(failure_message)
+        {
+            Err(exit) => return exit,
+            Ok(Err(e)) => return InstanceExit::Failed(e),
+            Ok(Ok(())) => {}
+        }
         loop {
             if let Some(exit) = cx.interrupt() {
                 return exit;

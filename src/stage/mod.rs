@@ -138,6 +138,13 @@ pub trait Processor<In, Out>: Send + 'static {
         cx: &Context,
     ) -> impl Future<Output = Result<(), BoxError>> + Send;
 
+    /// Called when an instance starts, before any batch: a stage with
+    /// manual demand sends its first asks here. The default does nothing.
+    fn start(&mut self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = cx;
+        async { Ok(()) }
+    }
+
     /// Called once when every input has ended, to flush held state (a
     /// batcher emits its partial batch here). The default does nothing.
     fn finish(
@@ -207,6 +214,20 @@ pub trait Consumer<T>: Send + 'static {
         events: &[T],
         cx: &Context,
     ) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// Whether this stage asks for its own demand through
+    /// [`Context::ask`]; when `true`, all of its subscriptions are manual.
+    /// The default is `false`.
+    fn manual_demand(&self) -> bool {
+        false
+    }
+
+    /// Called when an instance starts, before any batch: a consumer with
+    /// manual demand sends its first asks here. The default does nothing.
+    fn start(&mut self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = cx;
+        async { Ok(()) }
+    }
 
     /// Called once when every input has ended. The default does nothing.
     fn finish(&mut self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {

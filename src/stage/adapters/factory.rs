@@ -126,6 +126,10 @@ where
         self.get().consume(events, cx).await
     }
 
+    async fn start(&mut self, cx: &Context) -> Result<(), BoxError> {
+        self.get().start(cx).await
+    }
+
     async fn finish(&mut self, cx: &Context) -> Result<(), BoxError> {
         self.get().finish(cx).await
     }
