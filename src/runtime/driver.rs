@@ -192,6 +192,9 @@ pub(crate) trait Driver: Send {
     fn abandon(&mut self) -> usize;
     /// Ends the outgoing subscriptions.
     fn close(&mut self, end: EdgeEnd) -> usize;
+    /// Forgets that the previous instance finished (a permanent stage is
+    /// restarted even after a normal end).
+    fn rearm(&mut self) {}
 }
 
 /// Runs a stage under the pipeline's supervisor until it ends for good.
@@ -298,6 +301,7 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
                     }
                 }
                 cx.stage.state.store(STATE_RUNNING, Ordering::Release);
+                driver.rearm();
                 attempt += 1;
                 cx.stage.counters.restarts.fetch_add(1, Ordering::Relaxed);
             }
@@ -423,6 +427,10 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
 
     fn close(&mut self, end: EdgeEnd) -> usize {
         self.outputs.close(end)
+    }
+
+    fn rearm(&mut self) {
+        self.done = false;
     }
 }
 
