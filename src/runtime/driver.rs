@@ -189,7 +189,7 @@ pub(crate) trait Driver: Send {
         attempt: u32,
     ) -> impl Future<Output = InstanceExit> + Send;
     /// Gives up everything held: returns how many events are abandoned.
-    fn abandon(&mut self) -> usize;
+    fn abandon(&mut self, stage: &StageShared) -> usize;
     /// Ends the outgoing subscriptions.
     fn close(&mut self, end: EdgeEnd) -> usize;
     /// Forgets that the previous instance finished (a permanent stage is
@@ -214,7 +214,7 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
                 continue;
             }
             InstanceExit::Cancelled => {
-                let abandoned = driver.abandon();
+                let abandoned = driver.abandon(&cx.stage);
                 Counters::add(&cx.stage.counters.abandoned, abandoned);
                 let cause = cx
                     .scope
@@ -226,12 +226,14 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
                 break StageEnd::Cancelled;
             }
             InstanceExit::Stop => {
-                let abandoned = driver.abandon() + driver.close(EdgeEnd::Failed("stopped".into()));
+                let abandoned =
+                    driver.abandon(&cx.stage) + driver.close(EdgeEnd::Failed("stopped".into()));
                 Counters::add(&cx.stage.counters.abandoned, abandoned);
                 break StageEnd::Stopped("stopped by the supervisor".into());
             }
             InstanceExit::UpstreamFailed(e) => {
-                let abandoned = driver.abandon() + driver.close(EdgeEnd::Failed(e.clone()));
+                let abandoned =
+                    driver.abandon(&cx.stage) + driver.close(EdgeEnd::Failed(e.clone()));
                 Counters::add(&cx.stage.counters.abandoned, abandoned);
                 break StageEnd::Stopped(e.clone());
             }
@@ -256,7 +258,8 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
                     other => format!("{other:?}"),
                 };
                 tracing::warn!(stage = %name, error = %e, "stage failed and is not restarted");
-                let abandoned = driver.abandon() + driver.close(EdgeEnd::Failed(e.clone()));
+                let abandoned =
+                    driver.abandon(&cx.stage) + driver.close(EdgeEnd::Failed(e.clone()));
                 Counters::add(&cx.stage.counters.abandoned, abandoned);
                 break StageEnd::Failed(e);
             }
@@ -270,7 +273,8 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
                 cx.pipeline
                     .scope
                     .cancel(crate::cancel::CancelCause::StageFailed(name.to_string()));
-                let abandoned = driver.abandon() + driver.close(EdgeEnd::Failed(e.clone()));
+                let abandoned =
+                    driver.abandon(&cx.stage) + driver.close(EdgeEnd::Failed(e.clone()));
                 Counters::add(&cx.stage.counters.abandoned, abandoned);
                 break StageEnd::Failed(e);
             }
@@ -421,7 +425,7 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
         }
     }
 
-    fn abandon(&mut self) -> usize {
+    fn abandon(&mut self, _stage: &StageShared) -> usize {
         std::mem::take(&mut self.acc).len()
     }
 
@@ -473,7 +477,7 @@ where
             }
             self.outputs.collect(stage);
             if !self.outputs.alive() {
-                let abandoned = self.inputs.cancel_all();
+                let abandoned = self.inputs.cancel_all(stage);
                 Counters::add(&stage.counters.abandoned, abandoned);
                 return InstanceExit::Normal;
             }
@@ -563,8 +567,8 @@ where
         }
     }
 
-    fn abandon(&mut self) -> usize {
-        self.inputs.cancel_all()
+    fn abandon(&mut self, stage: &StageShared) -> usize {
+        self.inputs.cancel_all(stage)
     }
 
     fn close(&mut self, end: EdgeEnd) -> usize {
@@ -662,8 +666,8 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
         }
     }
 
-    fn abandon(&mut self) -> usize {
-        self.inputs.cancel_all()
+    fn abandon(&mut self, stage: &StageShared) -> usize {
+        self.inputs.cancel_all(stage)
     }
 
     fn close(&mut self, _end: EdgeEnd) -> usize {

@@ -153,7 +153,7 @@ impl<T> Inputs<T> {
                     if let Some(reason) = fatal {
                         // Permanent: stop after what was delivered; the other
                         // inputs are left (their queued events abandoned).
-                        let abandoned = self.cancel_all();
+                        let abandoned = self.cancel_all(stage);
                         Counters::add(&stage.counters.abandoned, abandoned);
                         return Next::Ended(reason);
                     }
@@ -214,14 +214,17 @@ impl<T> Inputs<T> {
 
     /// Unsubscribes from every input; returns the events this stage will
     /// never handle (the rest of the current batch and everything queued).
-    pub(crate) fn cancel_all(&mut self) -> usize {
-        let mut abandoned = self.current.take().map_or(0, |c| c.batch.len() - c.pos);
+    /// Queued events were delivered to this stage, so they count as received
+    /// too: the ledger keeps `received == processed + dead_lettered +
+    /// abandoned`.
+    pub(crate) fn cancel_all(&mut self, stage: &StageShared) -> usize {
+        let current = self.current.take().map_or(0, |c| c.batch.len() - c.pos);
+        let mut queued = 0;
         for input in &mut self.list {
-            if input.open {
-                input.open = false;
-            }
-            abandoned += input.edge.cancel();
+            input.open = false;
+            queued += input.edge.cancel();
         }
-        abandoned
+        Counters::add(&stage.counters.received, queued);
+        current + queued
     }
 }
