@@ -197,15 +197,15 @@ async fn nats_consumer_panicking_mid_batch_gets_the_batch_again() {
         log: log.clone(),
     };
     let mut p = Pipeline::new().backoff(Backoff::none()).max_attempts(3);
-    let src = p.producer(
-        "nats",
-        JetStreamSource::new(client, &name, "p").max_ack_pending(100),
-    );
-    // The nak delay is far longer than the engine's retry: the retry's ack
-    // must win, so JetStream never redelivers.
+    let source = JetStreamSource::new(client, &name, "p").max_ack_pending(100);
+    let stats = source.stats();
+    let src = p.producer("nats", source);
+    // The nak asks JetStream to redeliver after NAK_DELAY; the engine's retry
+    // acks long before, and that ack must cancel the redelivery.
+    const NAK_DELAY: Duration = Duration::from_millis(700);
     p.consumer(
         "work",
-        Acked::new(consumer).nak_backoff(Duration::from_secs(20), Duration::from_secs(20)),
+        Acked::new(consumer).nak_backoff(NAK_DELAY, NAK_DELAY),
     )
     .subscribe(&src, Subscribe::max_demand(10));
     let handle = p.spawn().unwrap();
@@ -221,12 +221,15 @@ async fn nats_consumer_panicking_mid_batch_gets_the_batch_again() {
     })
     .await;
     let info = consumer_info(&js, &name, "p").await;
+    assert!(acked, "messages left unacked: {info:?}");
+    // Past the nak delay: nothing comes back.
+    tokio::time::sleep(NAK_DELAY * 2).await;
     handle.cancel();
     let _ = handle.join().await;
-    assert!(acked, "messages left unacked: {info:?}");
     assert_eq!(
-        info.num_redelivered, 0,
-        "JetStream redelivered: the retry's ack lost to the nak"
+        stats.received(),
+        40,
+        "JetStream redelivered: the retry's ack did not cancel the nak"
     );
 
     let log = log.lock().unwrap();
@@ -294,10 +297,13 @@ async fn nats_dead_letters_are_terminated_and_the_rest_acked() {
                 .map(id_of);
             dead_in.lock().unwrap().extend(ids);
         }));
-    let src = p.producer("nats", JetStreamSource::new(client, &name, "dl"));
+    let source = JetStreamSource::new(client, &name, "dl");
+    let stats = source.stats();
+    let src = p.producer("nats", source);
+    const NAK_DELAY: Duration = Duration::from_millis(700);
     p.consumer(
         "work",
-        Acked::new(RejectsSeven).nak_backoff(Duration::from_secs(20), Duration::from_secs(20)),
+        Acked::new(RejectsSeven).nak_backoff(NAK_DELAY, NAK_DELAY),
     )
     // One message per batch, so only the poison message is dead-lettered.
     .subscribe(&src, Subscribe::max_demand(1).min_demand(0));
@@ -309,16 +315,19 @@ async fn nats_dead_letters_are_terminated_and_the_rest_acked() {
     })
     .await;
     let info = consumer_info(&js, &name, "dl").await;
+    assert!(settled, "messages left unsettled: {info:?}");
+    // Past the nak delay: the terminated message does not come back.
+    tokio::time::sleep(NAK_DELAY * 2).await;
     handle.cancel();
     let _ = handle.join().await;
-    assert!(settled, "messages left unsettled: {info:?}");
     assert_eq!(
         *dead.lock().unwrap(),
         vec![7],
         "only the poison message is dead-lettered"
     );
     assert_eq!(
-        info.num_redelivered, 0,
+        stats.received(),
+        20,
         "the terminated message was redelivered"
     );
     delete_stream(&js, &name).await;
