@@ -194,3 +194,43 @@ async fn usage_errors_exit_2_with_one_line() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_pushes_back_to_the_server() {
+    // 100 000 tokens: over 10 MB of SSE (each Anthropic text delta event is
+    // more than 100 bytes), sent as fast as the client reads.
+    let server = MockServer::start(
+        MockConfig::default()
+            .send_buffer_size(64 * 1024)
+            .default_behaviour(Behaviour::Generate(GenerateSpec::tokens(100_000))),
+    )
+    .await
+    .unwrap();
+    let url = server.url();
+    let runner = tokio::spawn(run(
+        args(&[
+            "--api",
+            "anthropic-messages",
+            "--base-url",
+            &url,
+            "--max-tokens",
+            "200000",
+            "--consumer-delay-ms",
+            "50",
+            "--deadline-ms",
+            "3000",
+            "--json",
+        ]),
+        vec![],
+    ));
+    // While the consumer dawdles, the server's writes stall far short of
+    // the answer's size.
+    let written = server
+        .wait_writes_quiet(0, Duration::from_millis(300), Duration::from_secs(20))
+        .await
+        .expect("the server's writes stall");
+    assert!(written < 3_000_000, "server wrote {written} bytes");
+    let out = runner.await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(summary(&out)["status"], "deadline_exceeded");
+}

@@ -357,6 +357,8 @@ async fn chaos(o: Options) -> Result<i32, String> {
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(until) => break,
+            // Ctrl-C ends the run early, through the same graceful shutdown.
+            _ = super::interrupted() => break,
             // A failed pipeline ends early: no point waiting out the time.
             _ = watch.stopped() => break,
             _ = tick.tick(), if !o.json => {

@@ -266,11 +266,16 @@ async fn demo(o: Options) -> Result<i32, String> {
     let mut max_buffered = 0usize;
     let mut max_pending = 0u64;
     let mut last_draw: Option<Instant> = None;
+    let mut interrupted = false;
     let stopped = watch.stopped();
     tokio::pin!(stopped);
     loop {
         tokio::select! {
             _ = &mut stopped => break,
+            _ = super::interrupted(), if !interrupted => {
+                interrupted = true;
+                handle.cancel();
+            }
             _ = tick.tick() => {
                 let stats = watch.stats();
                 max_buffered = max_buffered.max(stats.buffered());
@@ -278,11 +283,19 @@ async fn demo(o: Options) -> Result<i32, String> {
                 if last_draw.is_none_or(|at| at.elapsed() >= Duration::from_millis(100)) {
                     last_draw = Some(Instant::now());
                     let line = status_line(&stats, words.load(Ordering::Relaxed), start.elapsed(), bound);
-                    screen.lock().unwrap_or_else(PoisonError::into_inner).status(line);
+                    screen.lock().unwrap_or_else(PoisonError::into_inner).status(line, false);
                 }
             }
         }
     }
+    // The final state, once: a fast run may end before the first redraw.
+    let last = watch.stats();
+    max_buffered = max_buffered.max(last.buffered());
+    let line = status_line(&last, words.load(Ordering::Relaxed), start.elapsed(), bound);
+    screen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .status(line, true);
     let result = handle.join().await;
     let elapsed = start.elapsed();
     screen

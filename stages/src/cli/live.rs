@@ -99,8 +99,9 @@ impl Screen {
         }
     }
 
-    /// Replaces the status line.
-    pub(crate) fn status(&mut self, line: String) {
+    /// Replaces the status line; `force` prints it even when a plain line
+    /// is not due (the last one of a run).
+    pub(crate) fn status(&mut self, line: String, force: bool) {
         self.status = line;
         let mut err = std::io::stderr().lock();
         match self.mode {
@@ -116,9 +117,10 @@ impl Screen {
                 self.drawn = true;
             }
             Mode::Plain => {
-                let due = self
-                    .last_plain
-                    .is_none_or(|at| at.elapsed() >= self.plain_every);
+                let due = force
+                    || self
+                        .last_plain
+                        .is_none_or(|at| at.elapsed() >= self.plain_every);
                 if due {
                     let _ = writeln!(err, "{}", self.status);
                     self.last_plain = Some(Instant::now());

@@ -84,6 +84,13 @@ pub(crate) fn failure(command: &str, message: &str) -> i32 {
     1
 }
 
+/// Completes at the first Ctrl-C (SIGINT); never, if it cannot be watched.
+pub(crate) async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// A multi-thread tokio runtime with `workers` workers.
 pub(crate) fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

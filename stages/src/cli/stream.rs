@@ -242,6 +242,13 @@ async fn stream(o: Options) -> Result<i32, String> {
         p = p.timeout(d);
     }
     let handle = p.spawn().map_err(|e| e.to_string())?;
+    // Ctrl-C cancels the pipeline (closing the connection) and still ends
+    // with the summary line, status `cancelled`.
+    let watch = handle.watch();
+    tokio::select! {
+        _ = watch.stopped() => {}
+        _ = super::interrupted() => handle.cancel(),
+    }
     let report = match handle.join().await {
         Ok(r) => r,
         Err(e) => e.into_report(),
