@@ -91,7 +91,7 @@ pub(crate) const SLOW_SHAPE: &str = "chain3-slow";
 
 /// Rounds of [`busy`] per event in the slow consumer: about 100 times the
 /// per-event cost of the producer (`source::iter` emitting into a batch).
-pub(crate) const SLOW_ROUNDS: u32 = 64;
+pub(crate) const SLOW_ROUNDS: u32 = 40;
 
 /// Busy work: `SLOW_ROUNDS` dependent multiply-rotate rounds, which the
 /// compiler can neither vectorise nor skip.
