@@ -234,3 +234,40 @@ async fn a_slow_consumer_pushes_back_to_the_server() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(summary(&out)["status"], "deadline_exceeded");
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_closes_the_connection_and_still_prints_the_summary() {
+    let slow = GenerateSpec::tokens(10_000).pace(Pace::trickle(Duration::from_millis(20)));
+    let server = mock(Behaviour::Generate(slow)).await;
+    let url = server.url();
+    let child = Command::new(BIN)
+        .args(["stream", "--api", "openai-chat", "--base-url", &url])
+        .env_remove("OPENAI_API_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    assert!(
+        server.wait_for_requests(1, Duration::from_secs(20)).await,
+        "the request arrives"
+    );
+    // Let a few tokens through, then interrupt as a terminal would.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let s = summary(&out);
+    assert_eq!(s["status"], "cancelled");
+    assert!(!s["text"].as_str().unwrap().is_empty());
+    assert!(server
+        .wait_connection_closed(0, Duration::from_secs(10))
+        .await
+        .is_some());
+}

@@ -372,3 +372,53 @@ pub(crate) fn status_name(status: Status) -> &'static str {
         _ => "unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reflow_wraps_lines_and_counts_words_whatever_the_split() {
+        let text = "lorem ipsum dolor sit amet consectetur adipiscing elit ".repeat(20);
+        for piece in [1, 3, 7, 1000] {
+            let words = Arc::new(AtomicU64::new(0));
+            let mut r = Reflow {
+                column: 0,
+                in_word: false,
+                words: words.clone(),
+            };
+            let events: Vec<ProviderEvent> = text
+                .as_bytes()
+                .chunks(piece)
+                .map(|c| ProviderEvent::TextDelta {
+                    text: String::from_utf8(c.to_vec()).unwrap(),
+                })
+                .chain([ProviderEvent::Usage(Usage::default())])
+                .collect();
+            let mut out = Emitter::new();
+            r.process(&events, &mut out, &Context::detached("reflow"))
+                .await
+                .unwrap();
+            let out = out.take();
+            assert_eq!(out.len(), events.len(), "one event out per event in");
+            assert_eq!(out.last(), Some(&ProviderEvent::Usage(Usage::default())));
+            let joined: String = out
+                .iter()
+                .filter_map(|e| match e {
+                    ProviderEvent::TextDelta { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                joined.replace('\n', " "),
+                text,
+                "only spaces become newlines"
+            );
+            assert!(joined.lines().count() > 1);
+            assert!(joined
+                .lines()
+                .all(|l| l.len() <= WIDTH + "consectetur".len()));
+            assert_eq!(words.load(Ordering::Relaxed), 160);
+        }
+    }
+}
