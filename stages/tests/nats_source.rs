@@ -232,6 +232,7 @@ async fn nats_consumer_panicking_mid_batch_gets_the_batch_again() {
         "JetStream redelivered: the retry's ack did not cancel the nak"
     );
 
+    delete_stream(&js, &name).await;
     let log = log.lock().unwrap();
     assert!(log.panicked, "the consumer never panicked");
     let failed = log
@@ -253,8 +254,6 @@ async fn nats_consumer_panicking_mid_batch_gets_the_batch_again() {
         batch.len()
     );
     assert_eq!(log.handled, (1..=40).collect::<BTreeSet<u64>>());
-    drop(log);
-    delete_stream(&js, &name).await;
 }
 
 #[derive(Clone)]
