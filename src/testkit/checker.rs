@@ -22,6 +22,11 @@ pub(super) fn session_start() {
     SESSION.with(|s| *s.borrow_mut() = Some(Vec::new()));
 }
 
+/// The checkers collected so far.
+pub(super) fn session_snapshot() -> Vec<Checker> {
+    SESSION.with(|s| s.borrow().clone()).unwrap_or_default()
+}
+
 /// Stops collecting; returns what was made.
 pub(super) fn session_end() -> Vec<Checker> {
     SESSION.with(|s| s.borrow_mut().take()).unwrap_or_default()
@@ -85,12 +90,20 @@ impl Checker {
         let c = Checker {
             inner: Arc::new(Mutex::new(monitor)),
         };
+        c.join_session();
+        c
+    }
+
+    /// Joins the runner's session on this thread, if one is open and this
+    /// checker is not in it yet.
+    fn join_session(&self) {
         SESSION.with(|s| {
             if let Some(list) = s.borrow_mut().as_mut() {
-                list.push(c.clone());
+                if !list.iter().any(|c| Arc::ptr_eq(&c.inner, &self.inner)) {
+                    list.push(self.clone());
+                }
             }
         });
-        c
     }
 
     fn lock(&self) -> MutexGuard<'_, Monitor> {
@@ -104,6 +117,8 @@ impl Checker {
     /// `max_demand` (per upstream instance: for a concurrent upstream, set
     /// a bound with [`Checker::from_monitor`] instead).
     pub fn on(&self, mut options: Subscribe) -> Subscribe {
+        // A checker made before a runner started still gets checked by it.
+        self.join_session();
         if !options.manual {
             if let Ok(limits) = options.limits() {
                 let mut m = self.lock();
@@ -174,15 +189,9 @@ impl Checker {
         self.lock().history()
     }
 
-    /// The asks seen so far, in order (from the recent history).
+    /// Every ask seen so far, in order (the first 4096).
     pub fn asks(&self) -> Vec<usize> {
-        self.history()
-            .into_iter()
-            .filter_map(|op| match op {
-                Op::Ask(n) => Some(n),
-                _ => None,
-            })
-            .collect()
+        self.lock().asks().to_vec()
     }
 
     /// Tells the monitor the system has stopped (see [`Monitor::quiescent`]).

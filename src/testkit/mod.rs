@@ -55,7 +55,7 @@ pub use monitor::{Monitor, Op, Rule, Sequence, Violation};
 pub use producer::{producer, ProducerHandle, TestProducer};
 
 use crate::error::PipelineError;
-use crate::pipeline::{Report, Status};
+use crate::pipeline::Report;
 use crate::{sink, Pipeline, StageRef, Subscribe};
 
 /// A current-thread tokio runtime with time enabled and paused: timers
@@ -101,6 +101,9 @@ pub struct Outcome<T> {
     pub result: Result<Report, PipelineError>,
     /// Every violation found by the run's checkers.
     pub violations: Vec<Violation>,
+    /// Whether the run stopped making progress and was cancelled at the
+    /// runner's virtual time limit.
+    pub stalled: bool,
 }
 
 impl<T> Outcome<T> {
@@ -112,9 +115,10 @@ impl<T> Outcome<T> {
         }
     }
 
-    /// Whether the run stopped at the runner's virtual time limit.
+    /// Whether the run stopped making progress and was cancelled at the
+    /// runner's virtual time limit.
     pub fn stalled(&self) -> bool {
-        self.report().status == Status::DeadlineExceeded
+        self.stalled
     }
 
     /// The events, if the run completed and no checker found anything;
@@ -146,9 +150,10 @@ impl Runner {
         }
     }
 
-    /// Stops each run after `timeout` of virtual time: a run still going
-    /// then has stopped making progress, and every checker is asked whether
-    /// its subscription forgot its demand (D4).
+    /// Stops each run after `timeout` of virtual time (default one hour):
+    /// a run still going then has stopped making progress; every checker is
+    /// asked whether its subscription forgot its demand (D4), then the run
+    /// is cancelled.
     pub fn timeout(mut self, timeout: Duration) -> Runner {
         self.timeout = timeout;
         self
@@ -180,26 +185,34 @@ impl Runner {
     {
         checker::session_start();
         let timeout = self.timeout;
-        let (result, read) = block_on(async move {
+        let (result, read, stalled) = block_on(async move {
             let mut p = Pipeline::new();
             let read = build(&mut p);
-            let p = std::mem::take(&mut p).timeout(timeout);
-            let result = match p.spawn() {
-                Ok(h) => h.join().await,
+            let handle = match p.spawn() {
+                Ok(h) => h,
                 Err(e) => panic!("testkit: the pipeline does not build: {e}"),
             };
-            (result, read)
+            let watch = handle.watch();
+            // Under the paused clock this returns as soon as every stage
+            // has ended, or, if the pipeline stops making progress, once
+            // virtual time reaches the limit: then every subscription is
+            // judged as it stands, before the cancel ends them.
+            let stalled = tokio::time::timeout(timeout, watch.stopped())
+                .await
+                .is_err();
+            if stalled {
+                for c in checker::session_snapshot() {
+                    c.quiescent();
+                }
+                handle.cancel();
+            }
+            (handle.join().await, read, stalled)
         });
         let checkers = checker::session_end();
-        let stalled = matches!(&result, Err(e) if e.is_deadline_exceeded());
-        if stalled {
-            for c in &checkers {
-                c.quiescent();
-            }
-        }
         Outcome {
             events: read(),
             result,
+            stalled,
             violations: checkers.iter().filter_map(Checker::violation).collect(),
         }
     }

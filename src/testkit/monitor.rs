@@ -157,8 +157,12 @@ pub struct Monitor {
     ended: bool,
     cancelled: bool,
     history: VecDeque<Op>,
+    asks: Vec<usize>,
     violation: Option<Violation>,
 }
+
+/// Most asks kept in [`Monitor::asks`].
+const ASK_LOG: usize = 4096;
 
 impl Monitor {
     /// A monitor for the subscription called `name`, with no buffer bound
@@ -175,6 +179,7 @@ impl Monitor {
             ended: false,
             cancelled: false,
             history: VecDeque::new(),
+            asks: Vec::new(),
             violation: None,
         }
     }
@@ -231,6 +236,9 @@ impl Monitor {
     /// no-op (RS 3.6).
     pub fn ask(&mut self, n: usize) {
         self.record(Op::Ask(n));
+        if self.asks.len() < ASK_LOG {
+            self.asks.push(n);
+        }
         if n == 0 {
             self.fail(Rule::AskZero, "asked for zero events".into(), None);
             return;
@@ -394,6 +402,11 @@ impl Monitor {
     /// Whether the subscriber cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled
+    }
+
+    /// Every ask so far, in order (the first 4096).
+    pub fn asks(&self) -> &[usize] {
+        &self.asks
     }
 
     /// The recent operations, oldest first.

@@ -141,7 +141,8 @@ impl<T> ProducerHandle<T> {
         self.shared.wake.notify_one();
     }
 
-    /// Makes the next call of the producer fail with `error` (once).
+    /// Makes the producer fail with `error` (once), after it has emitted
+    /// the events pushed so far: a stream that errors after its items.
     pub fn fail(&self, error: &str) {
         self.shared.lock().fail = Some(error.to_owned());
         self.shared.wake.notify_one();
@@ -187,8 +188,10 @@ impl<T: Send + 'static> Producer<T> for TestProducer<T> {
             let notified = self.shared.wake.notified();
             {
                 let mut s = self.shared.lock();
-                if let Some(e) = s.fail.take() {
-                    return Err(e.into());
+                if s.queue.is_empty() {
+                    if let Some(e) = s.fail.take() {
+                        return Err(e.into());
+                    }
                 }
                 let n = demand.saturating_add(s.over).min(s.queue.len());
                 if n > 0 {
