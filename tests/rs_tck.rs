@@ -245,7 +245,7 @@ fn required_spec208_must_be_prepared_to_receive_on_next_signals_after_having_cal
         sub.cancel();
         // What was in flight may still be read, never more than was asked.
         let rest = sub.drain_within(Duration::from_millis(100)).await;
-        assert!(1 + rest.len() as u64 <= 20);
+        assert!((rest.len() as u64) < 20);
         assert_eq!(rest, (1..1 + rest.len() as u64).collect::<Vec<_>>());
         run.join().await.unwrap();
     });
@@ -485,7 +485,7 @@ fn required_spec312_cancel_must_make_the_publisher_to_eventually_stop_signaling(
         let first = sub.expect_next().await;
         sub.cancel();
         let rest = sub.drain_within(Duration::from_millis(100)).await;
-        assert!(1 + rest.len() <= 15, "{first} then {rest:?}");
+        assert!(rest.len() < 15, "{first} then {rest:?}");
         // The publisher stops: the run ends.
         let report = run.join().await.unwrap();
         assert!(report.stage("publisher").unwrap().emitted <= 15);

@@ -157,7 +157,7 @@ impl Checker {
     }
 
     /// `Err` with the first violation.
-    pub fn check(&self) -> Result<(), Violation> {
+    pub fn check(&self) -> Result<(), Box<Violation>> {
         self.lock().check()
     }
 
@@ -200,10 +200,13 @@ impl Checker {
     }
 }
 
+/// How a checked stage reads an event's sequence key.
+type KeyFn<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
+
 /// An identity stage that reports each event to a checker (D3).
 struct Check<T> {
     checker: Checker,
-    key: Option<Arc<dyn Fn(&T) -> u64 + Send + Sync>>,
+    key: Option<KeyFn<T>>,
 }
 
 impl<T> Clone for Check<T> {
@@ -300,7 +303,7 @@ fn install<T>(
     upstream: &StageRef<T>,
     options: Subscribe,
     sequence: Sequence,
-    key: Option<Arc<dyn Fn(&T) -> u64 + Send + Sync>>,
+    key: Option<KeyFn<T>>,
 ) -> (StageRef<T>, Checker)
 where
     T: Clone + fmt::Debug + Send + Sync + 'static,

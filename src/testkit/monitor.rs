@@ -367,9 +367,9 @@ impl Monitor {
     }
 
     /// `Err` with the first violation.
-    pub fn check(&self) -> Result<(), Violation> {
+    pub fn check(&self) -> Result<(), Box<Violation>> {
         match &self.violation {
-            Some(v) => Err(v.clone()),
+            Some(v) => Err(Box::new(v.clone())),
             None => Ok(()),
         }
     }
