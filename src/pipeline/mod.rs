@@ -31,6 +31,8 @@ pub use handle::{
     Stats, Status,
 };
 pub use stream::PipelineStream;
+#[cfg(any(test, feature = "testkit"))]
+pub(crate) use subscribe::Observer;
 pub use subscribe::{CancelMode, Subscribe};
 
 use crate::cancel::{CancelCause, CancelScope};

@@ -82,7 +82,11 @@ pub(crate) enum EdgeEvent {
     /// The upstream delivered a batch of `n` events.
     Sent(usize),
     /// A batch of `len` was refused because it exceeds granted demand.
-    Refused { len: usize, granted: u64, delivered: u64 },
+    Refused {
+        len: usize,
+        granted: u64,
+        delivered: u64,
+    },
     /// The downstream took a batch of `n` events.
     Taken(usize),
     /// The upstream ended the subscription (`Some` = failed, with why).
