@@ -14,6 +14,8 @@ pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod supervisor;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use cancel::{CancelCause, CancelGuard, CancelScope};
 pub use demand::{DemandLimits, DemandLimitsError, SubscriberDemand, DEFAULT_MAX_DEMAND};

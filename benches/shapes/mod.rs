@@ -19,7 +19,7 @@ use demandflow::{
 use tokio::sync::mpsc;
 
 /// Names of the standard shapes.
-pub const SHAPES: &[&str] = &[
+pub(crate) const SHAPES: &[&str] = &[
     "linear",
     "chain3",
     "fanout2",
@@ -33,15 +33,19 @@ const CHANNEL_BATCHES: usize = 2;
 
 /// One measurement.
 #[derive(Debug, Clone, Copy)]
-pub struct Measure {
-    pub events: u64,
-    pub elapsed: Duration,
+pub(crate) struct Measure {
+    pub(crate) events: u64,
+    pub(crate) elapsed: Duration,
     /// Largest `stats().buffered()` seen while it ran (engine only).
-    pub max_buffered: usize,
+    pub(crate) max_buffered: usize,
+    /// Largest `stats().pending_demand()` seen while it ran (engine only).
+    pub(crate) max_pending: u64,
+    /// Sum of `max_demand` over the shape's subscriptions (engine only).
+    pub(crate) buffer_bound: usize,
 }
 
 impl Measure {
-    pub fn per_sec(&self) -> f64 {
+    pub(crate) fn per_sec(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
 }
@@ -81,8 +85,44 @@ impl Consumer<u64> for Sum {
     }
 }
 
-/// Runs `shape` on the engine with `n` events.
-pub async fn engine(shape: &str, n: u64) -> Result<Measure, String> {
+/// The memory-check shape: `chain3` whose consumer is about 100 times
+/// slower per event than the producer (busy work, no sleeps).
+pub(crate) const SLOW_SHAPE: &str = "chain3-slow";
+
+/// Rounds of [`busy`] per event in the slow consumer. A round costs about
+/// 2 ns here (a dependent multiply, rotate and xor through `black_box`), so
+/// an event costs 100-150 ns: about 100 times the producer's per-event cost
+/// (`source::iter` emitting into a batch, ~1 ns).
+pub(crate) const SLOW_ROUNDS: u32 = 64;
+
+/// Busy work: `SLOW_ROUNDS` dependent multiply-rotate rounds, which the
+/// compiler can neither vectorise nor skip.
+#[inline]
+pub(crate) fn busy(x: u64) -> u64 {
+    let mut h = x;
+    for _ in 0..SLOW_ROUNDS {
+        h = std::hint::black_box(h.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ x);
+    }
+    h
+}
+
+/// The slow consumer of [`SLOW_SHAPE`].
+#[derive(Clone, Default)]
+struct SlowSum(u64);
+
+impl Consumer<u64> for SlowSum {
+    async fn consume(&mut self, events: &[u64], _cx: &Context) -> Result<(), BoxError> {
+        for &x in events {
+            self.0 = self.0.wrapping_add(busy(x));
+        }
+        std::hint::black_box(self.0);
+        Ok(())
+    }
+}
+
+/// Builds `shape` with `n` events; also returns the sum of `max_demand`
+/// over its subscriptions (the bound on buffered events).
+fn build(shape: &str, n: u64) -> Result<(Pipeline, usize), String> {
     let mut p = Pipeline::new();
     let src = source::iter(0..n);
     let d = Subscribe::default;
@@ -133,9 +173,27 @@ pub async fn engine(shape: &str, n: u64) -> Result<Measure, String> {
             p.consumer("sink-odd", Sum::default())
                 .subscribe(&a, d().partition(1));
         }
+        "chain3-slow" => {
+            let a = p.producer("source", src);
+            let b = p
+                .processor("map", stage::map(|x: u64| x + 1))
+                .subscribe(&a, d());
+            p.consumer("sink", SlowSum::default()).subscribe(&b, d());
+        }
         other => return Err(format!("unknown shape `{other}`")),
     }
     let _ = sink::drain();
+    let max_demand = d().limits().map_err(|e| e.to_string())?.max();
+    let subscriptions = match shape {
+        "linear" | "linear-per-event" => 1,
+        _ => 2,
+    };
+    Ok((p, max_demand * subscriptions))
+}
+
+/// Runs `shape` on the engine with `n` events.
+pub(crate) async fn engine(shape: &str, n: u64) -> Result<Measure, String> {
+    let (p, buffer_bound) = build(shape, n)?;
     let start = Instant::now();
     let handle = p.spawn().map_err(|e| e.to_string())?;
     let watch = handle.watch();
@@ -146,6 +204,46 @@ pub async fn engine(shape: &str, n: u64) -> Result<Measure, String> {
         events: n,
         elapsed,
         max_buffered: 0,
+        max_pending: 0,
+        buffer_bound,
+    })
+}
+
+/// Runs `shape` on the engine with `n` events like [`engine`], sampling
+/// `stats()` every `every` from the calling task to record the largest
+/// buffered count and pending demand seen.
+pub(crate) async fn engine_sampled(
+    shape: &str,
+    n: u64,
+    every: Duration,
+) -> Result<Measure, String> {
+    let (p, buffer_bound) = build(shape, n)?;
+    let start = Instant::now();
+    let handle = p.spawn().map_err(|e| e.to_string())?;
+    let watch = handle.watch();
+    let join = handle.join();
+    tokio::pin!(join);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (mut max_buffered, mut max_pending) = (0, 0);
+    let report = loop {
+        tokio::select! {
+            r = &mut join => break r,
+            _ = tick.tick() => {
+                let s = watch.stats();
+                max_buffered = max_buffered.max(s.buffered());
+                max_pending = max_pending.max(s.pending_demand());
+            }
+        }
+    };
+    let elapsed = start.elapsed();
+    report.map_err(|e| e.to_string())?;
+    Ok(Measure {
+        events: n,
+        elapsed,
+        max_buffered,
+        max_pending,
+        buffer_bound,
     })
 }
 
@@ -173,8 +271,18 @@ async fn baseline_sink(mut rx: mpsc::Receiver<Vec<u64>>) {
     }
 }
 
+async fn baseline_slow_sink(mut rx: mpsc::Receiver<Vec<u64>>) {
+    let mut acc = 0u64;
+    while let Some(b) = rx.recv().await {
+        for &x in &b {
+            acc = acc.wrapping_add(busy(x));
+        }
+        std::hint::black_box(acc);
+    }
+}
+
 /// Runs `shape` as a hand-written tokio pipeline with `n` events.
-pub async fn baseline(shape: &str, n: u64) -> Result<Measure, String> {
+pub(crate) async fn baseline(shape: &str, n: u64) -> Result<Measure, String> {
     let start = Instant::now();
     let ch = || mpsc::channel::<Vec<u64>>(CHANNEL_BATCHES);
     match shape {
@@ -184,7 +292,8 @@ pub async fn baseline(shape: &str, n: u64) -> Result<Measure, String> {
             let b = tokio::spawn(baseline_sink(rx));
             let _ = tokio::join!(a, b);
         }
-        "chain3" | "chain3-per-event" => {
+        "chain3" | "chain3-per-event" | "chain3-slow" => {
+            let slow = shape == "chain3-slow";
             let (tx1, mut rx1) = ch();
             let (tx2, rx2) = ch();
             let a = tokio::spawn(baseline_source(n, tx1));
@@ -196,7 +305,13 @@ pub async fn baseline(shape: &str, n: u64) -> Result<Measure, String> {
                     }
                 }
             });
-            let c = tokio::spawn(baseline_sink(rx2));
+            let c = tokio::spawn(async move {
+                if slow {
+                    baseline_slow_sink(rx2).await
+                } else {
+                    baseline_sink(rx2).await
+                }
+            });
             let _ = tokio::join!(a, m, c);
         }
         "fanout2" => {
@@ -267,5 +382,7 @@ pub async fn baseline(shape: &str, n: u64) -> Result<Measure, String> {
         events: n,
         elapsed: start.elapsed(),
         max_buffered: 0,
+        max_pending: 0,
+        buffer_bound: 0,
     })
 }

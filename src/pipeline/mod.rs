@@ -31,6 +31,8 @@ pub use handle::{
     Stats, Status,
 };
 pub use stream::PipelineStream;
+#[cfg(any(test, feature = "testkit"))]
+pub(crate) use subscribe::Observer;
 pub use subscribe::{CancelMode, Subscribe};
 
 use crate::cancel::{CancelCause, CancelScope};
@@ -446,6 +448,37 @@ impl Pipeline {
         PipelineStream::new(edges, demands, signal)
     }
 
+    /// Subscribes a probe driven by hand (the testkit's manual subscriber):
+    /// the edges to `upstream`'s instances and the signal they wake, with no
+    /// demand asked yet. `name` is what stats call the subscriber.
+    #[cfg(any(test, feature = "testkit"))]
+    pub(crate) fn probe_edges<T: Send + 'static>(
+        &mut self,
+        upstream: &StageRef<T>,
+        options: &Subscribe,
+        name: &str,
+    ) -> (Vec<Arc<Edge<T>>>, Arc<crate::runtime::signal::Signal>) {
+        let signal = Arc::new(crate::runtime::signal::Signal::new());
+        if upstream.pipeline != self.id {
+            self.errors.push(BuildError::UnknownStage {
+                stage: name.into(),
+                upstream: upstream.name.to_string(),
+            });
+            return (Vec::new(), signal);
+        }
+        let mut edges = Vec::new();
+        for &up in &upstream.ids {
+            let spec = SubscriberSpec {
+                partition: options.partition,
+                selector: None,
+            };
+            if let Some(edge) = self.connect::<T>(up, None, signal.clone(), spec, options, name) {
+                edges.push(edge);
+            }
+        }
+        (edges, signal)
+    }
+
     /// Creates the edge `from → to`, registering it with `from`'s outputs.
     fn connect<T: Send + 'static>(
         &mut self,
@@ -457,7 +490,8 @@ impl Pipeline {
         to_name: &str,
     ) -> Option<Arc<Edge<T>>> {
         let up = &mut self.stages[from];
-        let edge = Arc::new(Edge::new(up.shared.signal.clone(), down_signal));
+        let observer = options.observer.as_ref().map(|o| o.0.clone());
+        let edge = Arc::new(Edge::new(up.shared.signal.clone(), down_signal).observed(observer));
         let id = SubscriptionId(self.next_sub);
         self.next_sub += 1;
         let slot = up

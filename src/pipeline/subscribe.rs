@@ -38,6 +38,27 @@ pub struct Subscribe {
     pub(crate) manual: bool,
     pub(crate) partition: Option<usize>,
     pub(crate) idle_timeout: Option<Duration>,
+    /// The testkit's checker, told about this subscription's traffic.
+    pub(crate) observer: Option<Observer>,
+}
+
+/// An edge observer inside [`Subscribe`]: compared by identity, so options
+/// stay `Eq`.
+#[derive(Clone)]
+pub(crate) struct Observer(pub(crate) crate::runtime::edge::EdgeObserver);
+
+impl PartialEq for Observer {
+    fn eq(&self, other: &Observer) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Observer {}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl Subscribe {

@@ -22,7 +22,9 @@
 //! # Lock order
 //!
 //! One mutex, never held across an await or while calling a waker: signals
-//! are notified after the guard is dropped.
+//! are notified after the guard is dropped. An [`EdgeObserver`] (testkit
+//! only) is called *under* that mutex, so it sees asks and sends in the
+//! order the edge applied them; it must not call back into the edge.
 
 use std::collections::VecDeque;
 
@@ -72,13 +74,47 @@ pub(crate) struct EdgeSnapshot {
     pub(crate) buffered: usize,
 }
 
-#[derive(Debug)]
+/// What an [`EdgeObserver`] is told, in the order the edge applied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EdgeEvent {
+    /// The downstream asked for `n > 0` more.
+    Asked(usize),
+    /// The upstream delivered a batch of `n` events.
+    Sent(usize),
+    /// A batch of `len` was refused because it exceeds granted demand.
+    Refused {
+        len: usize,
+        granted: u64,
+        delivered: u64,
+    },
+    /// The downstream took a batch of `n` events.
+    Taken(usize),
+    /// The upstream ended the subscription (`Some` = failed, with why).
+    Closed(Option<String>),
+    /// The downstream cancelled; `dropped` queued events are abandoned.
+    Cancelled { dropped: usize },
+}
+
+/// Watches one edge's traffic (the testkit's checker). Checked once per
+/// batch, not per event: free when absent.
+pub(crate) type EdgeObserver = Arc<dyn Fn(EdgeEvent) + Send + Sync>;
+
 pub(crate) struct Edge<T> {
     state: Mutex<State<T>>,
+    observer: Option<EdgeObserver>,
     /// The upstream stage's signal: new demand or a cancel.
     up: Arc<Signal>,
     /// The downstream stage's signal: a batch or the end.
     down: Arc<Signal>,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Edge<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("state", &self.state)
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl<T> Edge<T> {
@@ -94,8 +130,21 @@ impl<T> Edge<T> {
                 end: None,
                 cancelled: false,
             }),
+            observer: None,
             up,
             down,
+        }
+    }
+
+    /// Reports this edge's traffic to `observer` (testkit).
+    pub(crate) fn observed(mut self, observer: Option<EdgeObserver>) -> Edge<T> {
+        self.observer = observer;
+        self
+    }
+
+    fn tell(&self, event: EdgeEvent) {
+        if let Some(o) = &self.observer {
+            o(event);
         }
     }
 
@@ -119,6 +168,7 @@ impl<T> Edge<T> {
         }
         s.new_demand = s.new_demand.saturating_add(n);
         s.granted = s.granted.saturating_add(n as u64);
+        self.tell(EdgeEvent::Asked(n));
         drop(s);
         self.up.notify();
     }
@@ -137,8 +187,16 @@ impl<T> Edge<T> {
         let mut s = self.lock();
         let n = batch.len() as u64;
         if s.cancelled || s.end.is_some() || s.delivered + n > s.granted {
+            if !s.cancelled && s.end.is_none() {
+                self.tell(EdgeEvent::Refused {
+                    len: batch.len(),
+                    granted: s.granted,
+                    delivered: s.delivered,
+                });
+            }
             return Err(batch);
         }
+        self.tell(EdgeEvent::Sent(batch.len()));
         s.delivered += n;
         s.buffered += batch.len();
         s.queue.push_back(batch);
@@ -155,6 +213,7 @@ impl<T> Edge<T> {
         match s.queue.pop_front() {
             Some(b) => {
                 s.buffered -= b.len();
+                self.tell(EdgeEvent::Taken(b.len()));
                 Recv::Batch(b)
             }
             None => match &s.end {
@@ -168,6 +227,10 @@ impl<T> Edge<T> {
     pub(crate) fn close(&self, end: EdgeEnd) {
         let mut s = self.lock();
         if s.end.is_none() {
+            self.tell(EdgeEvent::Closed(match &end {
+                EdgeEnd::Done => None,
+                EdgeEnd::Failed(e) => Some(e.clone()),
+            }));
             s.end = Some(end);
         }
         drop(s);
@@ -178,8 +241,11 @@ impl<T> Edge<T> {
     /// take (to be counted as abandoned).
     pub(crate) fn cancel(&self) -> usize {
         let mut s = self.lock();
-        s.cancelled = true;
         let dropped = s.buffered;
+        if !s.cancelled {
+            self.tell(EdgeEvent::Cancelled { dropped });
+        }
+        s.cancelled = true;
         s.queue.clear();
         s.buffered = 0;
         drop(s);

@@ -1,0 +1,338 @@
+//! `demandflow bench`: throughput of the standard shapes, each beside a
+//! hand-written tokio baseline of the same shape measured in the same run
+//! (the shapes live in `benches/shapes/mod.rs`, shared with the criterion
+//! benches), plus the memory check `chain3-slow`.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::args;
+
+#[path = "../../../benches/shapes/mod.rs"]
+mod shapes;
+
+const HELP: &str = "\
+usage: demandflow bench [--shape NAME|all] [--events N] [--reps N] [--json]
+
+Runs each shape on the engine and as a hand-written tokio baseline (bounded
+mpsc channels of Vec<u64> batches of 500, room for 1000 events per channel),
+alternately, --reps times each, on a 2-worker multi-thread runtime, and
+reports the medians. While the engine runs, stats() is sampled every few ms
+for the largest number of buffered events, reported against the bound: the
+sum of max_demand over the shape's subscriptions.
+
+shapes: linear, chain3, fanout2, broadcast2, partition2, chain3-per-event,
+        chain3-slow (chain3 whose consumer is ~100x slower than its producer:
+        the memory check)
+
+options:
+  --shape NAME   one shape, or all (default all)
+  --events N     events per run (default 20000000; chain3-slow 5000000)
+  --reps N       repetitions per side; the median is reported (default 5)
+  --json         print {\"results\":[{\"shape\",\"events\",\"engine_events_per_sec\",
+                 \"baseline_events_per_sec\",\"ratio\",\"max_buffered\",\"buffer_bound\",
+                 \"max_pending_demand\"}]}";
+
+const DEFAULT_EVENTS: u64 = 20_000_000;
+const DEFAULT_SLOW_EVENTS: u64 = 5_000_000;
+
+/// One line of the `--json` output; the first five keys are the contract.
+#[derive(Debug, Serialize)]
+struct Result {
+    shape: String,
+    events: u64,
+    engine_events_per_sec: f64,
+    baseline_events_per_sec: f64,
+    ratio: f64,
+    max_buffered: usize,
+    buffer_bound: usize,
+    max_pending_demand: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Output {
+    results: Vec<Result>,
+}
+
+#[derive(Debug)]
+struct Options {
+    shapes: Vec<&'static str>,
+    events: Option<u64>,
+    reps: usize,
+    json: bool,
+}
+
+fn all_shapes() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = shapes::SHAPES.to_vec();
+    v.push(shapes::SLOW_SHAPE);
+    v
+}
+
+fn options(argv: &[String]) -> std::result::Result<Option<Options>, String> {
+    let parsed = args::parse(argv, &["--shape", "--events", "--reps"], &["--json"])?;
+    if parsed.help {
+        return Ok(None);
+    }
+    parsed.no_positionals()?;
+    let all = all_shapes();
+    let shapes = match parsed.raw("--shape") {
+        None | Some("all") => all,
+        Some(name) => match all.iter().find(|s| **s == name) {
+            Some(s) => vec![*s],
+            None => {
+                return Err(format!(
+                    "unknown shape `{name}` (one of {}, or all)",
+                    all.join(", ")
+                ))
+            }
+        },
+    };
+    let events = parsed.opt::<u64>("--events", "a number of events")?;
+    if events == Some(0) {
+        return Err("--events must be at least 1".into());
+    }
+    let reps = parsed.get("--reps", "a number of repetitions", 5usize)?;
+    if reps == 0 {
+        return Err("--reps must be at least 1".into());
+    }
+    Ok(Some(Options {
+        shapes,
+        events,
+        reps,
+        json: parsed.flag("--json"),
+    }))
+}
+
+/// Runs the subcommand.
+pub(crate) fn run(argv: &[String]) -> i32 {
+    let o = match options(argv) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{HELP}");
+            return 0;
+        }
+        Err(e) => return super::usage_error("bench", &e),
+    };
+    // The issue's reference figures were measured on 2 workers.
+    let rt = match super::runtime(2) {
+        Ok(rt) => rt,
+        Err(e) => return super::failure("bench", &format!("cannot start the runtime: {e}")),
+    };
+    let mut progress = Progress::new(o.shapes.len() * o.reps * 2);
+    let mut results = Vec::new();
+    for &shape in &o.shapes {
+        let slow = shape == shapes::SLOW_SHAPE;
+        let events = o.events.unwrap_or(if slow {
+            DEFAULT_SLOW_EVENTS
+        } else {
+            DEFAULT_EVENTS
+        });
+        let every = Duration::from_millis(if slow { 1 } else { 5 });
+        let mut engine = Vec::with_capacity(o.reps);
+        let mut baseline = Vec::with_capacity(o.reps);
+        let (mut max_buffered, mut max_pending, mut bound) = (0, 0, 0);
+        for rep in 0..o.reps {
+            progress.step(shape, "engine", rep, o.reps);
+            let e = match rt.block_on(shapes::engine_sampled(shape, events, every)) {
+                Ok(m) => m,
+                Err(e) => {
+                    progress.clear();
+                    return super::failure("bench", &format!("{shape} (engine): {e}"));
+                }
+            };
+            max_buffered = max_buffered.max(e.max_buffered);
+            max_pending = max_pending.max(e.max_pending);
+            bound = e.buffer_bound;
+            engine.push(e.per_sec());
+            progress.step(shape, "baseline", rep, o.reps);
+            let b = match rt.block_on(shapes::baseline(shape, events)) {
+                Ok(m) => m,
+                Err(e) => {
+                    progress.clear();
+                    return super::failure("bench", &format!("{shape} (baseline): {e}"));
+                }
+            };
+            baseline.push(b.per_sec());
+        }
+        // Whole events per second; the ratio is exactly that of the two
+        // figures printed.
+        let (e, b) = (median(&mut engine).round(), median(&mut baseline).round());
+        progress.done(shape, e, b);
+        results.push(Result {
+            shape: shape.to_owned(),
+            events,
+            engine_events_per_sec: e,
+            baseline_events_per_sec: b,
+            ratio: e / b,
+            max_buffered,
+            buffer_bound: bound,
+            max_pending_demand: max_pending,
+        });
+    }
+    progress.clear();
+    let over: Vec<String> = results
+        .iter()
+        .filter(|r| r.max_buffered > r.buffer_bound)
+        .map(|r| r.shape.clone())
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if o.json {
+        let _ = serde_json::to_writer(&mut out, &Output { results });
+        let _ = out.write_all(b"\n");
+    } else {
+        let _ = print_table(&mut out, &results, o.reps);
+    }
+    let _ = out.flush();
+    if !over.is_empty() {
+        return super::failure(
+            "bench",
+            &format!("buffered events exceeded the bound in: {}", over.join(", ")),
+        );
+    }
+    0
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn print_table(out: &mut dyn Write, results: &[Result], reps: usize) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<17} {:>11} {:>12} {:>14} {:>6} {:>21}",
+        "shape", "events", "engine M/s", "baseline M/s", "ratio", "max buffered / bound"
+    )?;
+    for r in results {
+        writeln!(
+            out,
+            "{:<17} {:>11} {:>12.1} {:>14.1} {:>6.2} {:>21}",
+            r.shape,
+            r.events,
+            r.engine_events_per_sec / 1e6,
+            r.baseline_events_per_sec / 1e6,
+            r.ratio,
+            format!(
+                "{}{} / {}",
+                if r.max_buffered > r.buffer_bound {
+                    "OVER "
+                } else {
+                    ""
+                },
+                r.max_buffered,
+                r.buffer_bound
+            ),
+        )?;
+    }
+    writeln!(
+        out,
+        "medians of {reps} run(s) per side; 2 tokio workers; buffered sampled from stats() while the engine ran"
+    )?;
+    if let Some(rss) = peak_rss() {
+        writeln!(
+            out,
+            "peak RSS of this process: {:.1} MiB",
+            rss as f64 / 1048576.0
+        )?;
+    }
+    Ok(())
+}
+
+/// The process's peak resident set (Linux `VmHWM`), if known.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A text progress bar on stderr: redrawn in place on a terminal, one line
+/// per finished shape otherwise.
+#[derive(Debug)]
+struct Progress {
+    total: usize,
+    done: usize,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        Progress {
+            total,
+            done: 0,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn step(&mut self, shape: &str, side: &str, rep: usize, reps: usize) {
+        if self.tty {
+            const WIDTH: usize = 30;
+            let filled = WIDTH * self.done / self.total.max(1);
+            let _ = write!(
+                std::io::stderr().lock(),
+                "\r[{}{}] {:>3}/{} {shape} {side} {}/{reps}\x1b[K",
+                "#".repeat(filled),
+                "-".repeat(WIDTH - filled),
+                self.done,
+                self.total,
+                rep + 1,
+            );
+        }
+        self.done += 1;
+    }
+
+    fn done(&mut self, shape: &str, engine: f64, baseline: f64) {
+        if !self.tty {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "bench: {:>3}/{} {shape}: engine {:.1} M/s, baseline {:.1} M/s",
+                self.done,
+                self.total,
+                engine / 1e6,
+                baseline / 1e6
+            );
+        }
+    }
+
+    fn clear(&self) {
+        if self.tty {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn options_validate() {
+        let args = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let o = options(&args(&["--shape", "chain3", "--events", "10"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!((o.shapes, o.events, o.reps), (vec!["chain3"], Some(10), 5));
+        assert_eq!(options(&args(&[])).unwrap().unwrap().shapes.len(), 7);
+        for bad in [
+            &["--shape", "nope"][..],
+            &["--events", "0"],
+            &["--reps", "0"],
+            &["--events", "x"],
+        ] {
+            assert!(options(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+}
