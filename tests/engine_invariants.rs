@@ -164,8 +164,7 @@ proptest! {
             let mut p = Pipeline::new();
             let mut bounds = Vec::new();
             let mut up = p.producer("source", Counter { next: 0, end: n, zero_demand_calls: zero.clone(), max_per_call: per_call });
-            for i in 0..processors {
-                let (max, min) = limits[i];
+            for (i, &(max, min)) in limits.iter().enumerate().take(processors) {
                 let name = format!("p{i}");
                 bounds.push((name.clone(), max as u64));
                 up = p.processor(&name, stage::map(|x: u64| x)).subscribe(&up, Subscribe::max_demand(max).min_demand(min));

@@ -503,7 +503,7 @@ fn genstage_demand_dispatcher_sends_to_the_largest_pending_demand() {
 fn genstage_partition_buffers_events_without_demand_and_refuses_unknown_partitions() {
     // 34
     let (a, b) = (SubscriptionId(1), SubscriptionId(2));
-    let mut d = PartitionDispatcher::<u64>::new(2, 10, Arc::new(|x: &u64| *x as usize));
+    let mut d = PartitionDispatcher::new(2, 10, |x: &u64| *x as usize);
     let part = |p| SubscriberSpec {
         partition: Some(p),
         selector: None,

@@ -6,7 +6,6 @@
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use demandflow::dispatcher::{
     BroadcastDispatcher, DemandDispatcher, DispatchError, Dispatcher, PartitionDispatcher,
@@ -46,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         Kind::Partition => Box::new(PartitionDispatcher::new(
             PARTITIONS,
             CAPACITY,
-            Arc::new(|x: &u64| *x as usize),
+            |x: &u64| *x as usize,
         )),
     };
     let mut subs: BTreeMap<u64, Sub> = BTreeMap::new();

@@ -4,22 +4,27 @@ use std::sync::Arc;
 
 use super::{Decisions, DispatchError, Dispatcher, SubscriberSpec, SubscriptionId};
 
-/// The key function of a [`PartitionDispatcher`]: an event's partition is
-/// `key(event) % partitions`.
+/// A shareable key function, for callers that need to name the type of a
+/// [`PartitionDispatcher`]: an event's partition is `key(event) % partitions`.
 pub type PartitionKey<T> = Arc<dyn Fn(&T) -> usize + Send + Sync>;
 
 /// Routes each event to one partition by a key function (GenStage's
 /// `PartitionDispatcher`); each partition has one subscriber.
 ///
-/// Each partition has a bounded buffer for events whose subscriber has no
-/// demand yet. The stage is only allowed to emit as many events as fit even
-/// if they all land in one partition — `min over p of (demand_p + free_p)` —
-/// so a buffer never overflows and nothing is ever dropped; a partition that
-/// falls behind holds the producer back instead.
-pub struct PartitionDispatcher<T> {
-    key: PartitionKey<T>,
+/// The stage emits only once every subscribed partition has asked (so output
+/// leaves in even batches instead of trickling out for the first asker), and
+/// only as many events as fit even if they all land in one partition —
+/// `min over p of (demand_p + free_p)`. Each partition's bounded buffer
+/// absorbs uneven keys; it never overflows and nothing is ever dropped. A
+/// partition that falls behind holds the producer back instead, as the
+/// slowest subscriber does under broadcast.
+pub struct PartitionDispatcher<T, K> {
+    key: K,
     capacity: usize,
     parts: Vec<Partition<T>>,
+    /// `partitions - 1` when the count is a power of two: the index is then
+    /// a mask, not a division, on the per-event path.
+    mask: Option<usize>,
 }
 
 struct Partition<T> {
@@ -28,7 +33,7 @@ struct Partition<T> {
     buffer: VecDeque<T>,
 }
 
-impl<T> fmt::Debug for PartitionDispatcher<T> {
+impl<T, K> fmt::Debug for PartitionDispatcher<T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PartitionDispatcher")
             .field("capacity", &self.capacity)
@@ -44,20 +49,31 @@ impl<T> fmt::Debug for PartitionDispatcher<T> {
     }
 }
 
-impl<T> PartitionDispatcher<T> {
+impl<T, K: Fn(&T) -> usize> PartitionDispatcher<T, K> {
     /// `partitions` partitions (at least 1), each with a buffer of
     /// `capacity` events (at least 1).
-    pub fn new(partitions: usize, capacity: usize, key: PartitionKey<T>) -> Self {
+    pub fn new(partitions: usize, capacity: usize, key: K) -> Self {
+        let partitions = partitions.max(1);
         PartitionDispatcher {
             key,
             capacity: capacity.max(1),
-            parts: (0..partitions.max(1))
+            parts: (0..partitions)
                 .map(|_| Partition {
                     sub: None,
                     pending: 0,
                     buffer: VecDeque::new(),
                 })
                 .collect(),
+            mask: partitions.is_power_of_two().then_some(partitions - 1),
+        }
+    }
+
+    #[inline]
+    fn index(&self, event: &T) -> usize {
+        let k = (self.key)(event);
+        match self.mask {
+            Some(m) => k & m,
+            None => k % self.parts.len(),
         }
     }
 
@@ -68,7 +84,10 @@ impl<T> PartitionDispatcher<T> {
             .ok_or(DispatchError::UnknownSubscription(sub))
     }
 
-    fn flush_partition(p: &mut Partition<T>, out: &mut Decisions<T>) {
+    fn flush_partition(p: &mut Partition<T>, out: &mut Decisions<T>)
+    where
+        T: Send,
+    {
         if let Some(sub) = p.sub {
             let n = p.pending.min(p.buffer.len());
             if n > 0 {
@@ -79,7 +98,9 @@ impl<T> PartitionDispatcher<T> {
     }
 }
 
-impl<T: Send + 'static> Dispatcher<T> for PartitionDispatcher<T> {
+impl<T: Send + 'static, K: Fn(&T) -> usize + Send + 'static> Dispatcher<T>
+    for PartitionDispatcher<T, K>
+{
     fn subscribe(
         &mut self,
         sub: SubscriptionId,
@@ -133,21 +154,42 @@ impl<T: Send + 'static> Dispatcher<T> for PartitionDispatcher<T> {
             })
             .min()
             .unwrap_or(0);
-        total.min(safe)
+        // Wait until every subscribed partition has asked: producing for the
+        // first ask alone splits output into small batches and parks half of
+        // it in the other partitions' buffers. The bound above still holds.
+        let all_asked = self.parts.iter().all(|p| p.sub.is_none() || p.pending > 0);
+        if all_asked {
+            total.min(safe)
+        } else {
+            0
+        }
     }
 
     fn dispatch(&mut self, events: Vec<T>, out: &mut Decisions<T>) {
         let n = self.parts.len();
         // Batches are built per partition, then emitted in partition order:
         // the order *within* each partition is the producer's order.
-        let mut batches: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+        let guess = events.len() / n + events.len() / 8 + 1;
+        let mut batches: Vec<Vec<T>> = (0..n).map(|_| Vec::with_capacity(guess)).collect();
+        // How many events each partition can take now; the rest wait in its
+        // buffer. Computed once, so the per-event path is one comparison.
+        let room: Vec<usize> = self
+            .parts
+            .iter()
+            .map(|p| {
+                if p.buffer.is_empty() && p.sub.is_some() {
+                    p.pending
+                } else {
+                    0
+                }
+            })
+            .collect();
         for e in events {
-            let i = (self.key)(&e) % n;
-            let p = &mut self.parts[i];
-            if p.buffer.is_empty() && p.sub.is_some() && p.pending > batches[i].len() {
+            let i = self.index(&e);
+            if batches[i].len() < room[i] {
                 batches[i].push(e);
             } else {
-                p.buffer.push_back(e);
+                self.parts[i].buffer.push_back(e);
             }
         }
         for (p, batch) in self.parts.iter_mut().zip(batches) {
@@ -180,8 +222,8 @@ mod tests {
     const A: SubscriptionId = SubscriptionId(1);
     const B: SubscriptionId = SubscriptionId(2);
 
-    fn two(capacity: usize) -> PartitionDispatcher<u32> {
-        let mut d = PartitionDispatcher::new(2, capacity, Arc::new(|x: &u32| *x as usize));
+    fn two(capacity: usize) -> PartitionDispatcher<u32, impl Fn(&u32) -> usize> {
+        let mut d = PartitionDispatcher::new(2, capacity, |x: &u32| *x as usize);
         d.subscribe(
             A,
             SubscriberSpec {
@@ -212,24 +254,41 @@ mod tests {
     }
 
     #[test]
+    fn the_producer_waits_until_every_partition_has_asked() {
+        let mut d = two(3);
+        d.ask(A, 5).unwrap();
+        assert_eq!(d.demand(), 0);
+        d.ask(B, 1).unwrap();
+        assert_eq!(d.demand(), 4); // partition 1: 1 asked + 3 free
+    }
+
+    #[test]
     fn demand_is_bounded_so_no_partition_buffer_overflows() {
         let mut d = two(3);
         d.ask(A, 5).unwrap();
-        assert_eq!(d.demand(), 3); // partition 1: no demand, 3 free
+        d.ask(B, 1).unwrap();
         let mut out = vec![];
-        d.dispatch(vec![1, 3, 5], &mut out);
-        assert!(out.is_empty());
+        // Uneven keys: every event lands in partition 1.
+        d.dispatch(vec![1, 3, 5, 7], &mut out);
+        assert_eq!(out, vec![(B, vec![1])]);
         assert_eq!(d.buffered(), 3);
         assert_eq!(d.demand(), 0);
+        out.clear();
         d.ask(B, 2).unwrap();
         d.flush(&mut out);
-        assert_eq!(out, vec![(B, vec![1, 3])]);
-        assert_eq!(d.demand(), 2);
+        assert_eq!(out, vec![(B, vec![3, 5])]);
+        assert_eq!(d.buffered(), 1);
+        assert_eq!(d.demand(), 0); // partition 1 has asked nothing new
+        d.ask(B, 5).unwrap();
+        d.flush(&mut out);
+        assert_eq!(d.buffered(), 0);
+        // total 5 + 4 = 9, but all in partition 1 fits only 4 + 3.
+        assert_eq!(d.demand(), 7);
     }
 
     #[test]
     fn genstage_partition_options_are_checked() {
-        let mut d = PartitionDispatcher::<u32>::new(2, 4, Arc::new(|x| *x as usize));
+        let mut d = PartitionDispatcher::new(2, 4, |x: &u32| *x as usize);
         assert_eq!(
             d.subscribe(A, SubscriberSpec::default()),
             Err(DispatchError::BadPartition {

@@ -1,5 +1,4 @@
 use std::fmt;
-use std::sync::Arc;
 
 use crate::dispatcher::{BroadcastDispatcher, DemandDispatcher, Dispatcher, PartitionDispatcher};
 
@@ -77,7 +76,6 @@ impl<T: Send + 'static> Dispatch<T> {
         buffer: usize,
         key: impl Fn(&T) -> usize + Send + Sync + 'static,
     ) -> Dispatch<T> {
-        let key = Arc::new(key);
         Dispatch {
             make: Box::new(move || Box::new(PartitionDispatcher::new(partitions, buffer, key))),
             partitions: Some(partitions.max(1)),

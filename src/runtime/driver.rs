@@ -383,7 +383,7 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                     if em.buf.capacity() == 0 {
                         em.buf = outputs.buffer();
                     }
-                    let r = {
+                    let flow = {
                         let mut fut = pin!(instance.produce(remaining, em, ctx));
                         match poll_fn(|c| Poll::Ready(fut.as_mut().poll(c))).await {
                             Poll::Ready(r) => r,
@@ -396,16 +396,19 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                             }
                         }
                     };
-                    let emitted = em.len();
+                    let emitted = em.buf.len();
                     if acc.is_empty() {
                         std::mem::swap(acc, &mut em.buf);
                     } else {
                         acc.append(&mut em.buf);
                     }
-                    match r? {
-                        Flow::Continue if emitted == 0 => break,
-                        Flow::Continue => remaining = remaining.saturating_sub(emitted),
-                        Flow::Done => return Ok(true),
+                    match flow {
+                        Ok(Flow::Continue) if emitted > 0 => {
+                            remaining = remaining.saturating_sub(emitted)
+                        }
+                        Ok(Flow::Continue) => break,
+                        Ok(Flow::Done) => return Ok(true),
+                        Err(e) => return Err(e),
                     }
                 }
                 Ok::<bool, BoxError>(false)
