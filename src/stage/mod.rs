@@ -140,6 +140,17 @@ pub trait Processor<In, Out>: Send + 'static {
 
     /// Called when an instance starts, before any batch: a stage with
     /// manual demand sends its first asks here. The default does nothing.
+    ///
+    /// Returning `Err` (or panicking) fails the instance like a failed
+    /// batch; it is restarted per its policy and `start` runs again on the
+    /// new instance.
+    ///
+    /// # Cancel safety
+    ///
+    /// The engine drops this future on cancel, deadline, or when the
+    /// supervisor restarts or stops the stage while it is pending. Asks made
+    /// through [`Context::ask`] before that point stand (demand belongs to
+    /// the subscription, not to the instance).
     fn start(&mut self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = cx;
         async { Ok(()) }
@@ -147,6 +158,14 @@ pub trait Processor<In, Out>: Send + 'static {
 
     /// Called once when every input has ended, to flush held state (a
     /// batcher emits its partial batch here). The default does nothing.
+    ///
+    /// # Cancel safety
+    ///
+    /// The engine may drop this future on cancel or deadline; what it had
+    /// emitted is then discarded, not delivered. If it fails or panics, the
+    /// output it emitted is discarded too, and the restarted instance (if
+    /// its policy restarts it) is called with `finish` again: its inputs
+    /// have already ended, so it gets no batch first.
     fn finish(
         &mut self,
         out: &mut Emitter<Out>,
@@ -172,6 +191,17 @@ pub trait Processor<In, Out>: Send + 'static {
     }
 
     /// Runs when the instant from [`Processor::timer`] has passed.
+    ///
+    /// It runs only while the stage's downstream has demand and the stage's
+    /// output buffer is empty, so a timer never pushes output past the
+    /// bound of D2.
+    ///
+    /// # Cancel safety
+    ///
+    /// The engine may drop this future on cancel, deadline or a supervisor
+    /// restart; what it emitted before then is discarded. If it fails or
+    /// panics, its output is discarded and the stage is restarted per its
+    /// policy.
     fn on_timer(
         &mut self,
         out: &mut Emitter<Out>,
@@ -224,12 +254,24 @@ pub trait Consumer<T>: Send + 'static {
 
     /// Called when an instance starts, before any batch: a consumer with
     /// manual demand sends its first asks here. The default does nothing.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`Processor::start`]: dropped on cancel, deadline or a
+    /// supervisor restart; asks already made stand.
     fn start(&mut self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = cx;
         async { Ok(()) }
     }
 
     /// Called once when every input has ended. The default does nothing.
+    ///
+    /// # Cancel safety
+    ///
+    /// The engine may drop this future on cancel or deadline. A failure or
+    /// panic here fails the stage; a restarted instance is called with
+    /// `finish` again (its inputs have already ended, so it gets no batch
+    /// first).
     fn finish(&mut self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = cx;
         async { Ok(()) }

@@ -166,11 +166,23 @@ impl<T> TestConsumer<T> {
     }
 
     /// The next signal, or `None` if nothing comes within `timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`TestConsumer::next`]: an event is taken from the
+    /// consumer's queue only when it is returned, so dropping the future
+    /// loses nothing.
     pub async fn next_within(&mut self, timeout: Duration) -> Option<Signalled<T>> {
         tokio::time::timeout(timeout, self.next()).await.ok()
     }
 
     /// Everything that arrives until nothing more comes within `timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: events collected so far live in the future and are
+    /// lost if it is dropped before it returns (they are no longer in the
+    /// consumer's queue).
     pub async fn drain_within(&mut self, timeout: Duration) -> Vec<T> {
         let mut out = Vec::new();
         while let Some(Signalled::Next(e)) = self.next_within(timeout).await {
@@ -180,6 +192,12 @@ impl<T> TestConsumer<T> {
     }
 
     /// Waits for one event; panics if another signal or nothing comes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`TestConsumer::next`]: an event is taken from the
+    /// consumer's queue only when it is returned, so dropping the future
+    /// loses nothing.
     #[track_caller]
     pub fn expect_next(&mut self) -> impl std::future::Future<Output = T> + '_
     where
@@ -195,6 +213,11 @@ impl<T> TestConsumer<T> {
     }
 
     /// Waits for `n` events; panics if anything else comes first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the events received so far live in the future and
+    /// are lost if it is dropped before all `n` have come.
     #[track_caller]
     pub fn expect_n(&mut self, n: usize) -> impl std::future::Future<Output = Vec<T>> + '_
     where
@@ -217,6 +240,12 @@ impl<T> TestConsumer<T> {
     }
 
     /// Panics if any signal comes within [`EXPECT_TIMEOUT`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`TestConsumer::next`]: an event is taken from the
+    /// consumer's queue only when it is returned, so dropping the future
+    /// loses nothing.
     #[track_caller]
     pub fn expect_none(&mut self) -> impl std::future::Future<Output = ()> + '_
     where
@@ -231,6 +260,12 @@ impl<T> TestConsumer<T> {
     }
 
     /// Waits for the normal end; panics on anything else.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`TestConsumer::next`]: an event is taken from the
+    /// consumer's queue only when it is returned, so dropping the future
+    /// loses nothing.
     #[track_caller]
     pub fn expect_complete(&mut self) -> impl std::future::Future<Output = ()> + '_
     where
@@ -246,6 +281,12 @@ impl<T> TestConsumer<T> {
     }
 
     /// Waits for the failed end; returns why. Panics on anything else.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`TestConsumer::next`]: an event is taken from the
+    /// consumer's queue only when it is returned, so dropping the future
+    /// loses nothing.
     #[track_caller]
     pub fn expect_error(&mut self) -> impl std::future::Future<Output = String> + '_
     where

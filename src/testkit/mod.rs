@@ -75,6 +75,10 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
 
 /// Lets every task run until all of them wait (one virtual millisecond
 /// under the paused clock): the pipeline has done all it can for now.
+///
+/// # Cancel safety
+///
+/// Cancel safe: it only sleeps.
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(1)).await;
 }

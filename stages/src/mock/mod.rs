@@ -238,6 +238,11 @@ impl MockServer {
     /// # Errors
     ///
     /// When the socket cannot be created, configured or bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is spawned until the socket is bound, and the
+    /// server task is spawned in the same poll that returns the server.
     pub async fn start(config: MockConfig) -> io::Result<MockServer> {
         let socket = TcpSocket::new_v4()?;
         if let Some(size) = config.send_buffer_size {
@@ -313,6 +318,10 @@ impl MockServer {
     }
 
     /// Waits until at least `n` requests have arrived; `false` on timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
         let mut rx = self.shared.request_count.subscribe();
         let ok = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n))
@@ -323,6 +332,10 @@ impl MockServer {
 
     /// Waits until connection `id` exists and has closed; returns when it
     /// closed, or `None` on timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
     pub async fn wait_connection_closed(&self, id: u64, timeout: Duration) -> Option<Instant> {
         let wait = async {
             let mut count = self.shared.conn_count.subscribe();
@@ -338,6 +351,10 @@ impl MockServer {
     /// Waits until connection `id` has written nothing for `quiet`, and
     /// returns its [`ConnectionStats::bytes_written`] then; `None` if it kept
     /// writing (or did not exist) until `timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
     pub async fn wait_writes_quiet(
         &self,
         id: u64,
@@ -362,6 +379,12 @@ impl MockServer {
 
     /// Stops accepting, aborts open connections and waits for the server
     /// task to end.
+    ///
+    /// # Cancel safety
+    ///
+    /// The shutdown is requested on the first poll; dropping the future
+    /// after that only stops waiting for the server task, which still ends
+    /// on its own (as it does when the server is dropped).
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
         if let Some(task) = self.task.take() {

@@ -136,6 +136,14 @@ impl Ack {
     ///
     /// The ack is queued on the client's connection; call
     /// [`Ack::flush`] (or use [`Ack::ack_confirmed`]) to know it left.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the handle is marked settled before the message is
+    /// handed to the client, so a future dropped in between may leave it
+    /// settled with nothing sent (later calls return `Ok(false)`). Nothing
+    /// is lost: JetStream redelivers an unacknowledged message after
+    /// `ack_wait`, at worst as a duplicate.
     pub async fn ack(&self) -> Result<bool, NatsError> {
         if !self.settle(ACKED) {
             return Ok(false);
@@ -145,6 +153,12 @@ impl Ack {
 
     /// Acknowledges and waits for the server to confirm it (a round trip per
     /// message): after `Ok(true)` the message will not be redelivered.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Ack::ack`]: dropped before the confirmation,
+    /// the handle stays settled and the ack may or may not have reached the
+    /// server; if it did not, JetStream redelivers after `ack_wait`.
     pub async fn ack_confirmed(&self) -> Result<bool, NatsError> {
         if !self.settle(ACKED) {
             return Ok(false);
@@ -164,6 +178,12 @@ impl Ack {
     /// Negatively acknowledges: JetStream redelivers the message after
     /// `delay` (at once when `None`) unless it is acked first. Sends nothing
     /// when already settled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it before the `-NAK` is sent leaves the handle marked
+    /// nacked but not settled: a later `ack`, `term` or `nak` still works,
+    /// and without one JetStream redelivers after `ack_wait` anyway.
     pub async fn nak(&self, delay: Option<Duration>) -> Result<bool, NatsError> {
         if self
             .0
@@ -179,6 +199,12 @@ impl Ack {
 
     /// Terminates: JetStream never delivers the message again. Used for
     /// dead letters. Sends nothing when already settled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Ack::ack`]: dropped before the `+TERM` is
+    /// sent, the handle stays settled and JetStream redelivers the message
+    /// after `ack_wait`.
     pub async fn term(&self) -> Result<bool, NatsError> {
         if !self.settle(TERMINATED) {
             return Ok(false);
@@ -188,6 +214,11 @@ impl Ack {
 
     /// Tells JetStream that work is still going on, restarting the ack-wait
     /// timer (for handlers slower than `ack_wait`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes no state; a dropped call just may not have
+    /// reset the timer.
     pub async fn in_progress(&self) -> Result<(), NatsError> {
         if self.is_settled() {
             return Ok(());
@@ -197,6 +228,11 @@ impl Ack {
 
     /// Flushes the client's connection: acknowledgements queued before the
     /// call have been written to the socket when it returns.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping it only stops waiting; queued acks are still
+    /// written by the client.
     pub async fn flush(&self) -> Result<(), NatsError> {
         self.0.client.flush().await.map_err(|e| NatsError::Ack {
             kind: "flush",
@@ -298,16 +334,28 @@ impl JetStreamMessage {
     }
 
     /// Acknowledges the message; see [`Ack::ack`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Ack::ack`].
     pub async fn ack(&self) -> Result<bool, NatsError> {
         self.ack.ack().await
     }
 
     /// Negatively acknowledges the message; see [`Ack::nak`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Ack::nak`].
     pub async fn nak(&self, delay: Option<Duration>) -> Result<bool, NatsError> {
         self.ack.nak(delay).await
     }
 
     /// Terminates the message; see [`Ack::term`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Ack::term`].
     pub async fn term(&self) -> Result<bool, NatsError> {
         self.ack.term().await
     }
