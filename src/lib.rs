@@ -31,3 +31,13 @@ pub use supervisor::{Restart, Strategy};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+// The narrative guides in docs/ are compiled and run as doc tests, so their
+// examples cannot drift from the API (the way timely tests its mdbook).
+#[cfg(doctest)]
+#[doc = include_str!("../docs/protocol.md")]
+struct ProtocolDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/supervision.md")]
+struct SupervisionDoctests;
