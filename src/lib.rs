@@ -41,3 +41,7 @@ struct ProtocolDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/supervision.md")]
 struct SupervisionDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/cancellation-and-deadlines.md")]
+struct CancellationDoctests;
