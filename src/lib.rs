@@ -45,3 +45,7 @@ struct SupervisionDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/cancellation-and-deadlines.md")]
 struct CancellationDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/writing-a-stage.md")]
+struct WritingAStageDoctests;
