@@ -1,5 +1,82 @@
-//! Ready-made demandflow stages: the SSE decoder, LLM provider producers,
-//! the embedded mock provider and the `demandflow` binary.
+//! Ready-made [`demandflow`] stages: the SSE decoder, LLM provider
+//! producers, the embedded mock provider, NATS JetStream connectors, and the
+//! `demandflow` binary.
+//!
+//! # What is in the crate
+//!
+//! | module | what |
+//! |---|---|
+//! | [`sse`] | [`SseDecoder`](sse::SseDecoder): an incremental WHATWG Server-Sent Events decoder. It is pure (bytes in, events out), and its output does not depend on how the bytes were split into chunks |
+//! | [`provider`] | [`ProviderProducer`](provider::ProviderProducer) (a demandflow producer) and [`ProviderStream`](provider::ProviderStream) (a `futures::Stream`) for OpenAI Responses, OpenAI Chat Completions and Anthropic Messages streams, normalised into [`ProviderEvent`](provider::ProviderEvent). Also the configuration ([`ProviderConfig`](provider::ProviderConfig), [`Timeouts`](provider::Timeouts), [`ApiKey`](provider::ApiKey)), retries ([`RetryPolicy`](provider::RetryPolicy)) and the immutable [`ProviderRegistry`](provider::ProviderRegistry) |
+//! | [`mock`] | [`MockServer`](mock::MockServer): a loopback HTTP server that streams generated or recorded answers, with pacing and faults. It is the default for the demo, the tests and the benchmarks |
+//! | [`replay`] | `demandflow replay`: a recorded transcript through the same decoder as the live producers |
+//! | `nats` | feature `nats`: `JetStreamSource`, `JetStreamSink`, `Acked`, `term_dead_letters`, for splitting a pipeline across processes |
+//!
+//! The HTTP body is read only while demand is pending: one chunk at a time,
+//! and only when the events decoded from the previous chunk have been handed
+//! out. A slow consumer therefore pushes back through TCP to the server.
+//! Reads have connect, first-event, idle and total timeouts. The total
+//! timeout is capped by the pipeline's deadline. Retries happen only before
+//! the first event, so a token is never produced twice.
+//!
+//! # Example
+//!
+//! A provider stream from the embedded mock, through a pipeline:
+//!
+//! ```
+//! use demandflow::{sink, Pipeline, Subscribe};
+//! use demandflow_stages::mock::{Behaviour, GenerateSpec, MockConfig, MockServer};
+//! use demandflow_stages::provider::{Api, ProviderConfig, ProviderEvent, ProviderProducer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = MockServer::start(
+//!     MockConfig::default().default_behaviour(Behaviour::Generate(GenerateSpec::tokens(20))),
+//! )
+//! .await?;
+//! let config = ProviderConfig::new(Api::OpenAiChat, &server.url())?.prompt("Hello");
+//!
+//! let mut p = Pipeline::new();
+//! let llm = p.producer("llm", ProviderProducer::new(config)?);
+//! let (collect, events) = sink::collect();
+//! p.consumer("out", collect).subscribe(&llm, Subscribe::max_demand(4));
+//! p.spawn()?.join().await?;
+//!
+//! let events = events.take();
+//! let words: usize = events
+//!     .iter()
+//!     .filter_map(|e| match e {
+//!         ProviderEvent::TextDelta { text } => Some(text.split_whitespace().count()),
+//!         _ => None,
+//!     })
+//!     .sum();
+//! assert_eq!(words, 20);
+//! assert!(events.last().is_some_and(|e| e.is_done()));
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | (default) | SSE decoder, provider producers over reqwest with rustls, mock server, replay, the binary |
+//! | `nats` | the `nats` module (NATS JetStream source and sink, through `async-nats` with rustls and ring) |
+//!
+//! # Cancel safety
+//!
+//! Dropping a `ProviderProducer` or `ProviderStream` drops the response body
+//! and closes the connection. Cancelling the stage's scope ends the stream
+//! with `Done { status: Cancelled }`. Every public async function documents
+//! what dropping its future does in a `# Cancel safety` section.
+//!
+//! # More
+//!
+//! In the repository: `docs/architecture.md` (how these stages fit the
+//! engine, invariants D1–D8), `docs/cancellation-and-deadlines.md` (provider
+//! timeouts, cancel safety), `docs/scale-out.md` (the NATS stages), and
+//! `docs/testing.md` (fuzz targets for the decoder and parsers). `demandflow
+//! --help` lists the commands of the binary.
 
 pub mod mock;
 #[cfg(feature = "nats")]
