@@ -391,3 +391,74 @@ fn the_stall_detector_reports_an_edge_with_demand_but_no_events() {
         h.cancel();
     });
 }
+
+#[test]
+fn graceful_shutdown_does_not_restart_a_permanent_producer() {
+    paused().block_on(async {
+        let mut p = Pipeline::new();
+        let n = p
+            .add_producer("n", Endless::default())
+            .restart(demandflow::Restart::Permanent)
+            .build();
+        p.consumer("slow", Slow(Duration::from_millis(1)))
+            .subscribe(&n, Subscribe::max_demand(10));
+        let h = p.spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let report = h.shutdown(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(report.stage("n").unwrap().restarts, 0);
+        assert_eq!(report.status, Status::Completed);
+    });
+}
+
+/// Emits `first` events, pauses, then emits `then` more and ends.
+#[derive(Clone)]
+struct PausesOnce {
+    first: u64,
+    then: u64,
+    pause: Duration,
+    paused: bool,
+}
+
+impl Producer<u64> for PausesOnce {
+    async fn produce(
+        &mut self,
+        _demand: usize,
+        out: &mut Emitter<u64>,
+        _cx: &Context,
+    ) -> Result<Flow, BoxError> {
+        if !self.paused {
+            self.paused = true;
+            out.extend(0..self.first);
+            return Ok(Flow::Continue);
+        }
+        tokio::time::sleep(self.pause).await;
+        out.extend(self.first..self.first + self.then);
+        Ok(Flow::Done)
+    }
+}
+
+#[test]
+fn an_idle_timeout_restart_gets_a_fresh_idle_clock() {
+    paused().block_on(async {
+        let mut p = Pipeline::new().intensity(5, Duration::from_secs(5));
+        let n = p.producer(
+            "n",
+            PausesOnce {
+                first: 3,
+                then: 3,
+                pause: Duration::from_millis(300),
+                paused: false,
+            },
+        );
+        let (c, out) = sink::collect();
+        p.consumer("sink", c).subscribe(
+            &n,
+            Subscribe::default().idle_timeout(Duration::from_millis(200)),
+        );
+        let report = p.spawn().unwrap().join().await.unwrap();
+        // One timeout at 200 ms, then the restarted instance waited its own
+        // 200 ms, long enough for the events at 300 ms.
+        assert_eq!(report.stage("sink").unwrap().restarts, 1);
+        assert_eq!(out.take(), (0..6).collect::<Vec<_>>());
+    });
+}

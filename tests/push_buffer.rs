@@ -435,3 +435,32 @@ async fn concurrent_sources_keep_the_books_balanced() {
         }
     }
 }
+
+#[test]
+fn overflow_drops_reach_the_pipelines_report() {
+    use demandflow::{sink, Pipeline, Subscribe};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (pusher, producer) = demandflow::push::channel::<u32>(
+            demandflow::push::PushConfig::default()
+                .with_max_queue(2)
+                .with_overflow(demandflow::push::Overflow::DropOldest),
+        )
+        .unwrap();
+        for i in 0..10 {
+            pusher.push(i).unwrap();
+        }
+        pusher.close();
+        let mut p = Pipeline::new();
+        let src = p.producer("push", producer);
+        let (c, out) = sink::collect();
+        p.consumer("sink", c).subscribe(&src, Subscribe::default());
+        let report = p.spawn().unwrap().join().await.unwrap();
+        assert_eq!(out.take(), vec![8, 9]);
+        assert_eq!(report.stage("push").unwrap().dropped, 8);
+    });
+}

@@ -22,11 +22,17 @@ use crate::stage::{Context, Emitter, Flow, Producer};
 /// events are counted as abandoned and pushers get `Closed`.
 pub struct PushProducer<T> {
     shared: Arc<Shared<T>>,
+    /// Drops already reported to the pipeline's stats (shared by clones,
+    /// so a restarted instance does not report them twice).
+    reported: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<T> PushProducer<T> {
     pub(super) fn new(shared: Arc<Shared<T>>) -> Self {
-        PushProducer { shared }
+        PushProducer {
+            shared,
+            reported: Arc::default(),
+        }
     }
 
     /// Counters and queue length, taken atomically.
@@ -62,7 +68,13 @@ impl<T: Send + 'static> Producer<T> for PushProducer<T> {
         cx: &Context,
     ) -> impl Future<Output = Result<Flow, BoxError>> + Send {
         let shared = &*self.shared;
+        let reported = &*self.reported;
         async move {
+            // Overflow drops happen in `push`, outside the pipeline: report
+            // the new ones to the stage's ledger here.
+            let dropped = shared.stats().dropped();
+            let before = reported.swap(dropped, std::sync::atomic::Ordering::Relaxed);
+            cx.record_dropped(dropped.saturating_sub(before));
             let mut parked = Parked::new(shared, Park::Producer);
             let mut cancelled = pin!(cx.cancelled());
             let pop = poll_fn(|task| {
@@ -93,6 +105,7 @@ impl<T> Clone for PushProducer<T> {
         self.shared.add_producer();
         PushProducer {
             shared: self.shared.clone(),
+            reported: self.reported.clone(),
         }
     }
 }

@@ -71,6 +71,7 @@ impl StageCx {
             deadline: self.pipeline.deadline,
             scope: self.scope.clone(),
             manual: self.manual.clone(),
+            counters: Some(self.stage.clone()),
         }
     }
 
@@ -205,6 +206,9 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
     let end = loop {
         let exit = driver.run_instance(&cx, attempt).await;
         let reason = match &exit {
+            // A stage that ends because of a graceful shutdown is not
+            // restarted, whatever its restart type.
+            InstanceExit::Normal if cx.draining() => ExitReason::Shutdown,
             InstanceExit::Normal => ExitReason::Normal,
             InstanceExit::Failed(_) => ExitReason::Failed,
             InstanceExit::Restart => {
@@ -248,6 +252,7 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
         };
         match (decision, exit) {
             (Decision::Stop, InstanceExit::Normal) => {
+                // Normal end, or shutdown: what was delivered has drained.
                 let n = driver.close(EdgeEnd::Done);
                 Counters::add(&cx.stage.counters.abandoned, n);
                 break StageEnd::Completed;

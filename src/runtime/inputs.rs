@@ -63,15 +63,20 @@ impl<T> Inputs<T> {
 
     /// Sends the initial asks, once per pipeline run (not per instance:
     /// subscriptions and their demand survive restarts).
+    ///
+    /// Every instance start restarts the idle clocks: a restarted instance
+    /// gets a full idle timeout before it is judged.
     pub(crate) fn start(&mut self) {
-        if std::mem::replace(&mut self.started, true) {
-            return;
-        }
         let now = tokio::time::Instant::now();
         for input in &mut self.list {
             if input.idle_timeout.is_some() {
                 input.last_event = Some(now);
             }
+        }
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        for input in &mut self.list {
             if let Some(d) = &mut input.demand {
                 input.edge.ask(d.initial_ask(), None);
             }

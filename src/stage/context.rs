@@ -37,6 +37,8 @@ pub struct Context {
     pub(crate) scope: CancelScope,
     /// Asks on the stage's manual-demand subscriptions, if it has any.
     pub(crate) manual: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// The stage's live counters, when running in a pipeline.
+    pub(crate) counters: Option<Arc<crate::runtime::shared::StageShared>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -61,6 +63,7 @@ impl Context {
             deadline: None,
             scope: CancelScope::new(),
             manual: None,
+            counters: None,
         }
     }
 
@@ -73,6 +76,7 @@ impl Context {
             deadline,
             scope,
             manual: None,
+            counters: None,
         }
     }
 
@@ -91,6 +95,18 @@ impl Context {
                 Ok(())
             }
             None => Err(AskError::NotManual),
+        }
+    }
+
+    /// Records `n` events dropped by an overflow strategy the user chose
+    /// (a push buffer's `DropOldest`, say), so the pipeline's stats and
+    /// report count them. Outside a pipeline it does nothing.
+    pub fn record_dropped(&self, n: u64) {
+        if let (Some(stage), true) = (&self.counters, n > 0) {
+            stage
+                .counters
+                .dropped
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -7,6 +7,7 @@ use crate::stage::{Consumer, Context, Emitter, Flow, Processor, Producer};
 pub struct Factory<F, S> {
     make: F,
     instance: Option<S>,
+    manual: bool,
 }
 
 impl<F: Clone, S> Clone for Factory<F, S> {
@@ -15,6 +16,7 @@ impl<F: Clone, S> Clone for Factory<F, S> {
         Factory {
             make: self.make.clone(),
             instance: None,
+            manual: self.manual,
         }
     }
 }
@@ -55,6 +57,17 @@ where
     Factory {
         make,
         instance: None,
+        manual: false,
+    }
+}
+
+impl<F, S> Factory<F, S> {
+    /// Declares that the stages built by this factory ask for their own
+    /// demand (their `manual_demand()` would say `true`). The factory cannot
+    /// ask an instance it has not built yet, so it must be told.
+    pub fn with_manual_demand(mut self) -> Self {
+        self.manual = true;
+        self
     }
 }
 
@@ -99,6 +112,10 @@ where
         self.get().process(events, out, cx).await
     }
 
+    async fn start(&mut self, cx: &Context) -> Result<(), BoxError> {
+        self.get().start(cx).await
+    }
+
     async fn finish(&mut self, out: &mut Emitter<Out>, cx: &Context) -> Result<(), BoxError> {
         self.get().finish(out, cx).await
     }
@@ -112,7 +129,7 @@ where
     }
 
     fn manual_demand(&self) -> bool {
-        false
+        self.manual
     }
 }
 
@@ -132,5 +149,9 @@ where
 
     async fn finish(&mut self, cx: &Context) -> Result<(), BoxError> {
         self.get().finish(cx).await
+    }
+
+    fn manual_demand(&self) -> bool {
+        self.manual
     }
 }
