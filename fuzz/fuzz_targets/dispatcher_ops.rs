@@ -5,6 +5,7 @@
 //! protocol errors typed (ask 0, unknown subscriber, duplicates).
 #![no_main]
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use demandflow::dispatcher::{
@@ -42,11 +43,9 @@ fuzz_target!(|data: &[u8]| {
     let mut d: Box<dyn Dispatcher<u64>> = match kind {
         Kind::Demand => Box::new(DemandDispatcher::new()),
         Kind::Broadcast => Box::new(BroadcastDispatcher::new()),
-        Kind::Partition => Box::new(PartitionDispatcher::new(
-            PARTITIONS,
-            CAPACITY,
-            |x: &u64| *x as usize,
-        )),
+        Kind::Partition => Box::new(PartitionDispatcher::new(PARTITIONS, CAPACITY, |x: &u64| {
+            *x as usize
+        })),
     };
     let mut subs: BTreeMap<u64, Sub> = BTreeMap::new();
     let mut taken = [false; PARTITIONS];
@@ -61,21 +60,34 @@ fuzz_target!(|data: &[u8]| {
         match op % 6 {
             0 => {
                 let partition = (kind == Kind::Partition).then_some(arg as usize % 4);
-                let r = d.subscribe(sub, SubscriberSpec { partition, selector: None });
-                if subs.contains_key(&sub.0) {
-                    assert_eq!(r, Err(DispatchError::AlreadySubscribed(sub)));
-                } else if let Some(p) = partition {
-                    match r {
-                        Ok(()) => {
-                            assert!(p < PARTITIONS && !taken[p]);
-                            taken[p] = true;
-                            subs.insert(sub.0, Sub { partition: Some(p), ..Sub::default() });
-                        }
-                        Err(_) => assert!(p >= PARTITIONS || taken[p]),
+                let r = d.subscribe(
+                    sub,
+                    SubscriberSpec {
+                        partition,
+                        selector: None,
+                    },
+                );
+                match subs.entry(sub.0) {
+                    Entry::Occupied(_) => {
+                        assert_eq!(r, Err(DispatchError::AlreadySubscribed(sub)));
                     }
-                } else {
-                    assert_eq!(r, Ok(()));
-                    subs.insert(sub.0, Sub::default());
+                    Entry::Vacant(vacant) => match partition {
+                        Some(p) => match r {
+                            Ok(()) => {
+                                assert!(p < PARTITIONS && !taken[p]);
+                                taken[p] = true;
+                                vacant.insert(Sub {
+                                    partition: Some(p),
+                                    ..Sub::default()
+                                });
+                            }
+                            Err(_) => assert!(p >= PARTITIONS || taken[p]),
+                        },
+                        None => {
+                            assert_eq!(r, Ok(()));
+                            vacant.insert(Sub::default());
+                        }
+                    },
                 }
             }
             1 => {
@@ -119,7 +131,9 @@ fuzz_target!(|data: &[u8]| {
             _ => d.flush(&mut out),
         }
         for (id, batch) in out.drain(..) {
-            let s = subs.get_mut(&id.0).expect("decision for an unknown subscriber");
+            let s = subs
+                .get_mut(&id.0)
+                .expect("decision for an unknown subscriber");
             assert!(batch.len() <= s.pending, "more delivered than asked");
             s.pending -= batch.len();
             for e in batch {
