@@ -405,9 +405,7 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                     if acc.is_empty() {
                         std::mem::swap(acc, &mut em.buf);
                     } else {
-                        // `extend(drain)` copies inline; `append` calls
-                        // memmove, which dominates when a call emits one event.
-                        acc.extend(em.buf.drain(..));
+                        acc.append(&mut em.buf);
                     }
                     match flow {
                         Ok(Flow::Continue) if emitted > 0 => {
