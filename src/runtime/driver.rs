@@ -173,6 +173,15 @@ pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
     }
 }
 
+/// The exit a unit handler (`start`, `finish`) calls for, if any.
+fn unit_exit(r: Result<HandlerResult<()>, InstanceExit>) -> Option<InstanceExit> {
+    match r.map(failure_message) {
+        Err(exit) => Some(exit),
+        Ok(Err(e)) => Some(InstanceExit::Failed(e)),
+        Ok(Ok(())) => None,
+    }
+}
+
 fn failure_message<T>(r: HandlerResult<T>) -> Result<T, String> {
     match r {
         Ok(Ok(v)) => Ok(v),
@@ -469,14 +478,8 @@ where
         let ctx = cx.context(attempt);
         let stage = &*cx.stage;
         self.inputs.start();
-        match cx
-            .run_handler(instance.start(&ctx))
-            .await
-            .map(failure_message)
-        {
-            Err(exit) => return exit,
-            Ok(Err(e)) => return InstanceExit::Failed(e),
-            Ok(Ok(())) => {}
+        if let Some(exit) = unit_exit(cx.run_handler(instance.start(&ctx)).await) {
+            return exit;
         }
         let mut em = Emitter::with_buffer(self.outputs.buffer());
         loop {
@@ -628,14 +631,8 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
         let ctx = cx.context(attempt);
         let stage = &*cx.stage;
         self.inputs.start();
-        match cx
-            .run_handler(instance.start(&ctx))
-            .await
-            .map(failure_message)
-        {
-            Err(exit) => return exit,
-            Ok(Err(e)) => return InstanceExit::Failed(e),
-            Ok(Ok(())) => {}
+        if let Some(exit) = unit_exit(cx.run_handler(instance.start(&ctx)).await) {
+            return exit;
         }
         loop {
             if let Some(exit) = cx.interrupt() {
@@ -651,11 +648,7 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
                 Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
                 Next::Ended(None) => {
                     let r = cx.run_handler(instance.finish(&ctx)).await;
-                    return match r.map(failure_message) {
-                        Err(exit) => exit,
-                        Ok(Ok(())) => InstanceExit::Normal,
-                        Ok(Err(e)) => InstanceExit::Failed(e),
-                    };
+                    return unit_exit(r).unwrap_or(InstanceExit::Normal);
                 }
                 Next::Chunk(len) => {
                     let chunk = self.inputs.chunk(len);
