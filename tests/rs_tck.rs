@@ -333,17 +333,13 @@ fn required_spec302_must_allow_synchronous_request_calls_from_on_next_and_on_sub
     });
 }
 
-/// The stack depth never grows with the number of events: 100,000
+/// The stack depth never grows with the number of events: a million
 /// events, each asked for alone (`max_demand = 1`), in a thread with a
 /// 256 KiB stack. Asks and sends only touch the edge and wake the other task; no
 /// stage ever calls into another.
-///
-/// Even a few bytes of stack per ask/send round trip would overflow 256 KiB
-/// long before 100,000 rounds, so more events prove nothing more; a million
-/// took 4.5 s unoptimised (15 s on a loaded 2-core machine).
 #[test]
 fn required_spec303_must_not_allow_unbounded_recursion() {
-    const EVENTS: u64 = 100_000;
+    const EVENTS: u64 = 1_000_000;
     let t = std::thread::Builder::new()
         .stack_size(256 * 1024)
         .spawn(|| {
