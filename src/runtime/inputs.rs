@@ -183,17 +183,10 @@ impl<T> Inputs<T> {
     /// Records that the chunk of `len` was handled (processed or
     /// dead-lettered) and asks upstream per the subscription's demand.
     pub(crate) fn handled(&mut self, len: usize) {
-        let Some(c) = &mut self.current else { return };
-        c.pos += len;
-        c.attempts = 0;
-        let input = &mut self.list[c.input];
-        let ask = input.demand.as_mut().map_or(0, |d| d.handled(len));
-        if c.pos >= c.batch.len() {
-            let Some(c) = self.current.take() else { return };
-            input.edge.ask(ask, Some(c.batch));
-        } else if ask > 0 {
-            input.edge.ask(ask, None);
+        if let Some(c) = &mut self.current {
+            c.pos += len;
         }
+        self.settle(len);
     }
 
     /// Removes the chunk of `len` at the current position (for the dead
@@ -202,11 +195,20 @@ impl<T> Inputs<T> {
         let Some(c) = &mut self.current else {
             return Vec::new();
         };
-        let events: Vec<T> = c.batch.drain(c.pos..c.pos + len).collect();
         // `pos` stays: the drained events are gone, the next ones moved up.
+        let events: Vec<T> = c.batch.drain(c.pos..c.pos + len).collect();
+        self.settle(len);
+        events
+    }
+
+    /// The accounting shared by `handled` and `take_chunk`, once `pos` points
+    /// past the chunk: asks per the subscription's demand, and hands the
+    /// batch's buffer back upstream when it is used up.
+    fn settle(&mut self, len: usize) {
+        let Some(c) = &mut self.current else { return };
+        c.attempts = 0;
         let input = &mut self.list[c.input];
         let ask = input.demand.as_mut().map_or(0, |d| d.handled(len));
-        c.attempts = 0;
         if c.pos >= c.batch.len() {
             if let Some(c) = self.current.take() {
                 input.edge.ask(ask, Some(c.batch));
@@ -214,7 +216,6 @@ impl<T> Inputs<T> {
         } else if ask > 0 {
             input.edge.ask(ask, None);
         }
-        events
     }
 
     /// Unsubscribes from every input; returns the events this stage will

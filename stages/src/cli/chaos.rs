@@ -103,23 +103,10 @@ fn options(argv: &[String]) -> Result<Option<Options>, String> {
 
 /// Runs the subcommand.
 pub(crate) fn run(argv: &[String]) -> i32 {
-    let options = match options(argv) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{HELP}");
-            return 0;
-        }
-        Err(e) => return super::usage_error("chaos", &e),
-    };
-    let rt = match super::runtime(2) {
-        Ok(rt) => rt,
-        Err(e) => return super::failure("chaos", &format!("cannot start the runtime: {e}")),
-    };
-    quiet_injected_panics();
-    match rt.block_on(chaos(options)) {
-        Ok(code) => code,
-        Err(e) => super::failure("chaos", &e),
-    }
+    super::run_async("chaos", HELP, options(argv), |o| {
+        quiet_injected_panics();
+        chaos(o)
+    })
 }
 
 /// Thousands of injected panics would bury the output: drop their default

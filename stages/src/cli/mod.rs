@@ -77,6 +77,35 @@ pub(crate) fn usage_error(command: &str, message: &str) -> i32 {
     USAGE_ERROR
 }
 
+/// The shared front of an async subcommand: `--help`, usage errors, the
+/// 2-worker runtime, and the body's outcome as an exit code.
+pub(crate) fn run_async<O, F>(
+    command: &str,
+    help: &str,
+    options: Result<Option<O>, String>,
+    body: impl FnOnce(O) -> F,
+) -> i32
+where
+    F: std::future::Future<Output = Result<i32, String>>,
+{
+    let options = match options {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{help}");
+            return 0;
+        }
+        Err(e) => return usage_error(command, &e),
+    };
+    let rt = match runtime(2) {
+        Ok(rt) => rt,
+        Err(e) => return failure(command, &format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(body(options)) {
+        Ok(code) => code,
+        Err(e) => failure(command, &e),
+    }
+}
+
 /// Reports a runtime failure of `command` (one line) and returns 1.
 pub(crate) fn failure(command: &str, message: &str) -> i32 {
     let mut err = std::io::stderr().lock();

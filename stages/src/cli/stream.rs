@@ -110,22 +110,7 @@ fn options(argv: &[String]) -> Result<Option<Options>, String> {
 
 /// Runs the subcommand.
 pub(crate) fn run(argv: &[String]) -> i32 {
-    let options = match options(argv) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{HELP}");
-            return 0;
-        }
-        Err(e) => return super::usage_error("stream", &e),
-    };
-    let rt = match super::runtime(2) {
-        Ok(rt) => rt,
-        Err(e) => return super::failure("stream", &format!("cannot start the runtime: {e}")),
-    };
-    match rt.block_on(stream(options)) {
-        Ok(code) => code,
-        Err(e) => super::failure("stream", &e),
-    }
+    super::run_async("stream", HELP, options(argv), stream)
 }
 
 /// What the summary line reports.
