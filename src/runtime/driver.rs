@@ -350,6 +350,15 @@ impl<T: Send + 'static, P: Producer<T>> ProducerDriver<T, P> {
     }
 }
 
+/// How the first poll of one producer call came out.
+#[derive(Clone, Copy)]
+enum Step {
+    Continue,
+    Done,
+    Failed,
+    Pending,
+}
+
 fn make<S>(factory: &mut (dyn FnMut() -> S + Send)) -> Result<S, String> {
     std::panic::catch_unwind(AssertUnwindSafe(factory))
         .map_err(|p| format!("factory {}", panic_message(p.as_ref())))
@@ -399,9 +408,28 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                     }
                     let flow = {
                         let mut fut = pin!(instance.produce(remaining, em, ctx));
-                        match poll_fn(|c| Poll::Ready(fut.as_mut().poll(c))).await {
-                            Poll::Ready(r) => r,
-                            Poll::Pending => {
+                        // The first poll's outcome comes out as a one-byte
+                        // `Step` (an error is parked in `failed`): moving the
+                        // whole `Poll<Result<..>>` through the async frame
+                        // costs a store-forwarding stall on every call.
+                        let mut failed = None;
+                        let step = poll_fn(|c| {
+                            Poll::Ready(match fut.as_mut().poll(c) {
+                                Poll::Ready(Ok(Flow::Continue)) => Step::Continue,
+                                Poll::Ready(Ok(Flow::Done)) => Step::Done,
+                                Poll::Ready(Err(e)) => {
+                                    failed = Some(e);
+                                    Step::Failed
+                                }
+                                Poll::Pending => Step::Pending,
+                            })
+                        })
+                        .await;
+                        match step {
+                            Step::Continue => Ok(Flow::Continue),
+                            Step::Done => Ok(Flow::Done),
+                            Step::Failed => Err(failed.take().unwrap_or_else(|| "failed".into())),
+                            Step::Pending => {
                                 // The producer would wait: deliver what it gave so far.
                                 if !acc.is_empty() {
                                     outputs.emit(std::mem::take(acc), stage);
@@ -413,6 +441,9 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                     let emitted = em.buf.len();
                     if acc.is_empty() {
                         std::mem::swap(acc, &mut em.buf);
+                    } else if emitted == 1 {
+                        // The per-event case: a move, not a call to memmove.
+                        acc.extend(em.buf.pop());
                     } else {
                         acc.append(&mut em.buf);
                     }
