@@ -464,3 +464,85 @@ mod random_crashes {
         }
     }
 }
+
+/// A processor that records the size of every chunk, whether its emitter
+/// was empty when the call began, and fails (error or panic) once on the
+/// chunk holding a chosen event.
+#[derive(Clone)]
+struct ChunkProbe {
+    fail_on: u64,
+    panic: bool,
+    failed: Arc<AtomicU32>,
+    chunks: Arc<Mutex<Vec<usize>>>,
+    non_empty_emitter: Arc<AtomicU32>,
+}
+
+impl demandflow::Processor<u64, u64> for ChunkProbe {
+    async fn process(
+        &mut self,
+        events: &[u64],
+        out: &mut demandflow::Emitter<u64>,
+        _cx: &Context,
+    ) -> Result<(), BoxError> {
+        if !out.is_empty() || !out.as_slice().is_empty() || out.len() != 0 {
+            self.non_empty_emitter.fetch_add(1, Ordering::Relaxed);
+        }
+        self.chunks.lock().unwrap().push(events.len());
+        // Emit before failing: that output must be discarded, never delivered.
+        out.extend(events.iter().map(|x| x * 10));
+        if events.contains(&self.fail_on) && self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+            if self.panic {
+                panic!("boom on {}", self.fail_on);
+            }
+            return Err("failed".into());
+        }
+        Ok(())
+    }
+}
+
+/// Chunks of one input batch are handled back to back and their output
+/// leaves together; a failure on a later chunk must still deliver the
+/// earlier chunks' output exactly once, discard the failed call's output,
+/// and hand the failed chunk to the next instance. Each call sees an empty
+/// emitter and at most `max - min` events.
+#[test]
+fn a_failure_on_a_later_chunk_of_a_batch_keeps_the_earlier_output_once() {
+    for panic in [false, true] {
+        paused().block_on(async {
+            let probe = ChunkProbe {
+                // 7 is in the second chunk (5..10) of the first batch (0..10).
+                fail_on: 7,
+                panic,
+                failed: Arc::new(AtomicU32::new(0)),
+                chunks: Arc::new(Mutex::new(Vec::new())),
+                non_empty_emitter: Arc::new(AtomicU32::new(0)),
+            };
+            let (chunks, dirty) = (probe.chunks.clone(), probe.non_empty_emitter.clone());
+            let mut p = Pipeline::new().backoff(Backoff::none());
+            let n = p.producer("n", source::iter(0..40u64));
+            let m = p
+                .processor("probe", probe)
+                .subscribe(&n, Subscribe::max_demand(10).min_demand(5));
+            let (collect, out) = sink::collect();
+            p.consumer("out", collect)
+                .subscribe(&m, Subscribe::max_demand(10).min_demand(5));
+            let report = p.spawn().unwrap().join().await.unwrap();
+            assert_eq!(report.status, Status::Completed, "panic: {panic}");
+            let stage = report.stage("probe").unwrap();
+            assert_eq!(stage.restarts, 1);
+            assert_eq!(stage.processed, 40);
+            assert_eq!(
+                out.take(),
+                (0..40).map(|x| x * 10).collect::<Vec<_>>(),
+                "panic: {panic}"
+            );
+            assert_eq!(
+                dirty.load(Ordering::Relaxed),
+                0,
+                "a call saw earlier output"
+            );
+            let chunks = chunks.lock().unwrap();
+            assert!(chunks.iter().all(|&c| (1..=5).contains(&c)), "{chunks:?}");
+        });
+    }
+}

@@ -579,29 +579,48 @@ where
                         }
                     }
                 }
-                Next::Chunk(len) => {
+                Next::Chunk(mut len) => {
                     if em.buf.capacity() == 0 {
                         em.buf = self.outputs.buffer();
                     }
-                    let chunk = self.inputs.chunk(len);
-                    let r = cx.run_handler(instance.process(chunk, &mut em, &ctx)).await;
-                    match r.map(failure_message) {
-                        Err(exit) => {
-                            em.buf.clear();
-                            return exit;
+                    // The chunks of an input batch already here are handled
+                    // back to back while output demand lasts, and their
+                    // output leaves as one batch: fewer sends and wake-ups,
+                    // the same events in the same order. A successful
+                    // chunk's output is kept behind `em.start`, so a chunk
+                    // that fails discards only its own and what came before
+                    // is still delivered.
+                    let exit = loop {
+                        let chunk = self.inputs.chunk(len);
+                        let r = cx.run_handler(instance.process(chunk, &mut em, &ctx)).await;
+                        match r.map(failure_message) {
+                            Err(exit) => break Some(exit),
+                            Ok(Ok(())) => {
+                                Counters::add(&stage.counters.processed, len);
+                                self.inputs.handled(len);
+                                em.keep();
+                            }
+                            // The failed chunk is handled again by the next
+                            // instance.
+                            Ok(Err(e)) => break Some(self.fail_chunk(cx, len, e)),
                         }
-                        Ok(Ok(())) => {
-                            Counters::add(&stage.counters.processed, len);
-                            self.inputs.handled(len);
-                            let out = std::mem::take(&mut em.buf);
-                            self.outputs.emit(out, stage);
+                        let room = demand.saturating_sub(em.buf.len());
+                        if room == 0 || !self.inputs.has_current() {
+                            break None;
                         }
-                        Ok(Err(e)) => {
-                            // Output of a failed call is discarded: the batch
-                            // is handled again by the next instance.
-                            em.buf.clear();
-                            return self.fail_chunk(cx, len, e);
+                        if let Some(exit) = cx.interrupt() {
+                            break Some(exit);
                         }
+                        match self.inputs.next(room, stage) {
+                            Next::Chunk(n) => len = n,
+                            _ => break None,
+                        }
+                    };
+                    em.discard();
+                    let out = em.take_all();
+                    self.outputs.emit(out, stage);
+                    if let Some(exit) = exit {
+                        return exit;
                     }
                     tokio::task::consume_budget().await;
                 }

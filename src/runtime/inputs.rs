@@ -172,6 +172,11 @@ impl<T> Inputs<T> {
         }
     }
 
+    /// Whether a batch is being handled (part of it is still to come).
+    pub(crate) fn has_current(&self) -> bool {
+        self.current.is_some()
+    }
+
     /// The events of the chunk of `len` at the current position.
     pub(crate) fn chunk(&self, len: usize) -> &[T] {
         match &self.current {
