@@ -31,6 +31,11 @@ struct Partition<T> {
     sub: Option<SubscriptionId>,
     pending: usize,
     buffer: VecDeque<T>,
+    /// Scratch for `dispatch`: this partition's outgoing batch, and how
+    /// many events it may take now. Kept here so the per-event path is one
+    /// index, one comparison and one push.
+    batch: Vec<T>,
+    room: usize,
 }
 
 impl<T, K> fmt::Debug for PartitionDispatcher<T, K> {
@@ -62,6 +67,8 @@ impl<T, K: Fn(&T) -> usize> PartitionDispatcher<T, K> {
                     sub: None,
                     pending: 0,
                     buffer: VecDeque::new(),
+                    batch: Vec::new(),
+                    room: 0,
                 })
                 .collect(),
             mask: partitions.is_power_of_two().then_some(partitions - 1),
@@ -170,29 +177,29 @@ impl<T: Send + 'static, K: Fn(&T) -> usize + Send + 'static> Dispatcher<T>
         // Batches are built per partition, then emitted in partition order:
         // the order *within* each partition is the producer's order.
         let guess = events.len() / n + events.len() / 8 + 1;
-        let mut batches: Vec<Vec<T>> = (0..n).map(|_| Vec::with_capacity(guess)).collect();
-        // How many events each partition can take now; the rest wait in its
-        // buffer. Computed once, so the per-event path is one comparison.
-        let room: Vec<usize> = self
-            .parts
-            .iter()
-            .map(|p| {
-                if p.buffer.is_empty() && p.sub.is_some() {
-                    p.pending
-                } else {
-                    0
-                }
-            })
-            .collect();
-        for e in events {
-            let i = self.index(&e);
-            if batches[i].len() < room[i] {
-                batches[i].push(e);
+        // How many events each partition can take now is computed once;
+        // the rest wait in its buffer.
+        for p in &mut self.parts {
+            p.room = if p.buffer.is_empty() && p.sub.is_some() {
+                p.pending
             } else {
-                self.parts[i].buffer.push_back(e);
+                0
+            };
+            if p.room > 0 {
+                p.batch = Vec::with_capacity(guess.min(p.room));
             }
         }
-        for (p, batch) in self.parts.iter_mut().zip(batches) {
+        for e in events {
+            let i = self.index(&e);
+            let p = &mut self.parts[i];
+            if p.batch.len() < p.room {
+                p.batch.push(e);
+            } else {
+                p.buffer.push_back(e);
+            }
+        }
+        for p in &mut self.parts {
+            let batch = std::mem::take(&mut p.batch);
             if let (Some(sub), false) = (p.sub, batch.is_empty()) {
                 p.pending -= batch.len();
                 out.push((sub, batch));
