@@ -350,6 +350,9 @@ impl<T: Send + 'static, P: Producer<T>> ProducerDriver<T, P> {
     }
 }
 
+/// Most a producer's batch buffer is sized for up front, in bytes.
+const RESERVE_MAX_BYTES: usize = 64 * 1024;
+
 /// How the first poll of one producer call came out.
 #[derive(Clone, Copy)]
 enum Step {
@@ -402,6 +405,18 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
             let batch = async move {
                 let em = em_ref;
                 let mut remaining = demand;
+                // Room for the whole demand up front (bounded): a recycled
+                // buffer that is too small would otherwise grow by
+                // reallocation, which copies it.
+                let want = demand.min(RESERVE_MAX_BYTES / std::mem::size_of::<T>().max(1));
+                if em.buf.capacity() < want {
+                    let spare = outputs.buffer();
+                    em.buf = if spare.capacity() >= want {
+                        spare
+                    } else {
+                        Vec::with_capacity(want)
+                    };
+                }
                 while remaining > 0 {
                     if em.buf.capacity() == 0 {
                         em.buf = outputs.buffer();
@@ -700,16 +715,31 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
                     let r = cx.run_handler(instance.finish(&ctx)).await;
                     return unit_exit(r).unwrap_or(InstanceExit::Normal);
                 }
-                Next::Chunk(len) => {
-                    let chunk = self.inputs.chunk(len);
-                    let r = cx.run_handler(instance.consume(chunk, &ctx)).await;
-                    match r.map(failure_message) {
-                        Err(exit) => return exit,
-                        Ok(Ok(())) => {
-                            Counters::add(&stage.counters.processed, len);
-                            self.inputs.handled(len);
+                Next::Chunk(mut len) => {
+                    // The chunks of a batch already in hand run back to
+                    // back: one pass through the checks above and one unit
+                    // of the task's coop budget per batch, not per chunk.
+                    loop {
+                        let chunk = self.inputs.chunk(len);
+                        let r = cx.run_handler(instance.consume(chunk, &ctx)).await;
+                        match r.map(failure_message) {
+                            Err(exit) => return exit,
+                            Ok(Ok(())) => {
+                                Counters::add(&stage.counters.processed, len);
+                                self.inputs.handled(len);
+                            }
+                            Ok(Err(e)) => return fail_chunk(&mut self.inputs, cx, len, e),
                         }
-                        Ok(Err(e)) => return fail_chunk(&mut self.inputs, cx, len, e),
+                        if !self.inputs.has_current() {
+                            break;
+                        }
+                        if let Some(exit) = cx.interrupt() {
+                            return exit;
+                        }
+                        match self.inputs.next(usize::MAX, stage) {
+                            Next::Chunk(n) => len = n,
+                            _ => break,
+                        }
                     }
                     tokio::task::consume_budget().await;
                 }

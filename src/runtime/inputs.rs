@@ -118,8 +118,12 @@ impl<T> Inputs<T> {
             return Next::Chunk(self.chunk_len(c, limit));
         }
         let n = self.list.len();
-        for k in 0..n {
-            let i = (self.next + k) % n;
+        // Round robin from `next`, wrapping by comparison (no division on
+        // the per-batch path).
+        let mut cursor = self.next;
+        for _ in 0..n {
+            let i = if cursor >= n { 0 } else { cursor };
+            cursor = i + 1;
             if !self.list[i].open {
                 continue;
             }
@@ -130,7 +134,7 @@ impl<T> Inputs<T> {
                     if self.list[i].idle_timeout.is_some() {
                         self.list[i].last_event = Some(tokio::time::Instant::now());
                     }
-                    self.next = (i + 1) % n;
+                    self.next = cursor;
                     let c = Current {
                         batch,
                         pos: 0,
