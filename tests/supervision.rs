@@ -484,7 +484,8 @@ impl demandflow::Processor<u64, u64> for ChunkProbe {
         out: &mut demandflow::Emitter<u64>,
         _cx: &Context,
     ) -> Result<(), BoxError> {
-        if !out.is_empty() || !out.as_slice().is_empty() || out.len() != 0 {
+        let visible = (out.len(), out.as_slice().len(), out.is_empty());
+        if visible != (0, 0, true) {
             self.non_empty_emitter.fetch_add(1, Ordering::Relaxed);
         }
         self.chunks.lock().unwrap().push(events.len());
