@@ -18,8 +18,9 @@ usage: demandflow bench [--shape NAME|all] [--events N] [--reps N] [--json]
 
 Runs each shape on the engine and as a hand-written tokio baseline (bounded
 mpsc channels of Vec<u64> batches of 500, room for 1000 events per channel),
-alternately, --reps times each, on a 2-worker multi-thread runtime, and
-reports the medians. While the engine runs, stats() is sampled every few ms
+alternately (after one untimed warm-up run of each, in alternating order),
+--reps times each, on a 2-worker multi-thread runtime, and reports the
+medians. While the engine runs, stats() is sampled every few ms
 for the largest number of buffered events, reported against the bound: the
 sum of max_demand over the shape's subscriptions.
 
@@ -120,7 +121,7 @@ pub(crate) fn run(argv: &[String]) -> i32 {
         Ok(rt) => rt,
         Err(e) => return super::failure("bench", &format!("cannot start the runtime: {e}")),
     };
-    let mut progress = Progress::new(o.shapes.len() * o.reps * 2);
+    let mut progress = Progress::new(o.shapes.len() * (o.reps + 1) * 2);
     let mut results = Vec::new();
     for &shape in &o.shapes {
         let slow = shape == shapes::SLOW_SHAPE;
@@ -133,28 +134,48 @@ pub(crate) fn run(argv: &[String]) -> i32 {
         let mut engine = Vec::with_capacity(o.reps);
         let mut baseline = Vec::with_capacity(o.reps);
         let (mut max_buffered, mut max_pending, mut bound) = (0, 0, 0);
-        for rep in 0..o.reps {
-            progress.step(shape, "engine", rep, o.reps);
-            let e = match rt.block_on(shapes::engine_sampled(shape, events, every)) {
-                Ok(m) => m,
-                Err(e) => {
-                    progress.clear();
-                    return super::failure("bench", &format!("{shape} (engine): {e}"));
-                }
+        // One untimed run of each side first (caches, allocator, worker
+        // threads), then timed runs in alternating order, so neither side
+        // always runs first in a pair: slow drifts of a shared machine
+        // fall on both.
+        for rep in 0..=o.reps {
+            let warmup = rep == 0;
+            let label = |side: &'static str| if warmup { "warm-up" } else { side };
+            let sides = if rep % 2 == 1 {
+                [true, false]
+            } else {
+                [false, true]
             };
-            max_buffered = max_buffered.max(e.max_buffered);
-            max_pending = max_pending.max(e.max_pending);
-            bound = e.buffer_bound;
-            engine.push(e.per_sec());
-            progress.step(shape, "baseline", rep, o.reps);
-            let b = match rt.block_on(shapes::baseline(shape, events)) {
-                Ok(m) => m,
-                Err(e) => {
-                    progress.clear();
-                    return super::failure("bench", &format!("{shape} (baseline): {e}"));
+            for on_engine in sides {
+                if on_engine {
+                    progress.step(shape, label("engine"), rep, o.reps);
+                    let e = match rt.block_on(shapes::engine_sampled(shape, events, every)) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            progress.clear();
+                            return super::failure("bench", &format!("{shape} (engine): {e}"));
+                        }
+                    };
+                    max_buffered = max_buffered.max(e.max_buffered);
+                    max_pending = max_pending.max(e.max_pending);
+                    bound = e.buffer_bound;
+                    if !warmup {
+                        engine.push(e.per_sec());
+                    }
+                } else {
+                    progress.step(shape, label("baseline"), rep, o.reps);
+                    let b = match rt.block_on(shapes::baseline(shape, events)) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            progress.clear();
+                            return super::failure("bench", &format!("{shape} (baseline): {e}"));
+                        }
+                    };
+                    if !warmup {
+                        baseline.push(b.per_sec());
+                    }
                 }
-            };
-            baseline.push(b.per_sec());
+            }
         }
         // Whole events per second; the ratio is exactly that of the two
         // figures printed.
@@ -282,7 +303,7 @@ impl Progress {
                 "-".repeat(WIDTH - filled),
                 self.done,
                 self.total,
-                rep + 1,
+                rep,
             );
         }
         self.done += 1;
