@@ -272,3 +272,92 @@ proptest! {
         prop_assert_eq!(seen, (0..n).collect::<Vec<_>>());
     }
 }
+
+/// Emits `0..n` one per call, and signals `reached` once it has emitted
+/// `signal_at` events.
+#[derive(Clone)]
+struct Signalling {
+    next: u64,
+    n: u64,
+    signal_at: u64,
+    reached: Arc<tokio::sync::Notify>,
+}
+
+impl Producer<u64> for Signalling {
+    async fn produce(
+        &mut self,
+        _demand: usize,
+        out: &mut Emitter<u64>,
+        _cx: &Context,
+    ) -> Result<Flow, BoxError> {
+        if self.next == self.n {
+            return Ok(Flow::Done);
+        }
+        out.emit(self.next);
+        self.next += 1;
+        if self.next == self.signal_at {
+            self.reached.notify_one();
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Waits (asynchronously) in its first call until the producer has gone
+/// further than this consumer's own demand could have let it: only
+/// possible if the producer keeps running while this stage awaits, also
+/// when the chain's stages share one task.
+#[derive(Clone)]
+struct WaitsForTheProducer {
+    reached: Arc<tokio::sync::Notify>,
+    seen: Arc<Mutex<Vec<u64>>>,
+    waited: Arc<AtomicBool>,
+}
+
+impl Consumer<u64> for WaitsForTheProducer {
+    async fn consume(&mut self, events: &[u64], _cx: &Context) -> Result<(), BoxError> {
+        if !self.waited.swap(true, Ordering::Relaxed) {
+            self.reached.notified().await;
+        }
+        self.seen.lock().unwrap().extend_from_slice(events);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stage_that_awaits_holds_up_none_of_its_chain() {
+    runtime().block_on(async {
+        let reached = Arc::new(tokio::sync::Notify::new());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut p = Pipeline::new();
+        // The consumer's first call gets events 1..=5 (max 10, min 5) and
+        // waits; the map, having handled 10, has asked the producer for 10
+        // more, so the producer reaches 15 only by running meanwhile.
+        let n = p.producer(
+            "n",
+            Signalling {
+                next: 0,
+                n: 50,
+                signal_at: 15,
+                reached: reached.clone(),
+            },
+        );
+        let m = p
+            .processor("m", stage::map(|x: u64| x + 1))
+            .subscribe(&n, Subscribe::max_demand(10).min_demand(5));
+        p.consumer(
+            "c",
+            WaitsForTheProducer {
+                reached,
+                seen: seen.clone(),
+                waited: Arc::new(AtomicBool::new(false)),
+            },
+        )
+        .subscribe(&m, Subscribe::max_demand(10).min_demand(5));
+        let report = tokio::time::timeout(Duration::from_secs(10), p.spawn().unwrap().join())
+            .await
+            .expect("the chain stalled behind the waiting consumer")
+            .unwrap();
+        assert_eq!(report.stage("c").unwrap().processed, 50);
+        assert_eq!(*seen.lock().unwrap(), (1..=50).collect::<Vec<_>>());
+    });
+}

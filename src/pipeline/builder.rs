@@ -34,6 +34,27 @@ impl<'p, T: Send + 'static> ProducerBuilder<'p, T> {
         self
     }
 
+    /// Runs this stage in a task of its own.
+    ///
+    /// By default the stages of a straight chain (each subscription the only
+    /// input of one stage and the only output of the other) share one task,
+    /// so a hand-off between them costs no task wake-up. That suits stages
+    /// that do little work per event. A producer that does heavy CPU work
+    /// per event should run in its own task, so that it runs in parallel
+    /// with its subscriber.
+    ///
+    /// ```
+    /// use demandflow::{sink, source, Pipeline, Subscribe};
+    ///
+    /// let mut p = Pipeline::new();
+    /// let n = p.add_producer("n", source::iter(0..10u64)).own_task().build();
+    /// p.consumer("sink", sink::drain()).subscribe(&n, Subscribe::default());
+    /// ```
+    pub fn own_task(self) -> Self {
+        self.pipeline.stages[self.id].own_task = true;
+        self
+    }
+
     /// Sets how events are routed among subscribers (default
     /// [`Dispatch::demand`]).
     pub fn dispatch(self, dispatch: Dispatch<T>) -> Self {
@@ -80,6 +101,7 @@ pub(super) struct Common<'p, In> {
     selector: Option<Selector<In>>,
     /// The stage asks for its own demand (all subscriptions manual).
     pub(super) manual: bool,
+    own_task: bool,
 }
 
 impl<'p, In: Send + 'static> Common<'p, In> {
@@ -93,6 +115,7 @@ impl<'p, In: Send + 'static> Common<'p, In> {
             restart: Restart::default(),
             selector: None,
             manual: false,
+            own_task: false,
         }
     }
 
@@ -121,6 +144,7 @@ impl<'p, In: Send + 'static> Common<'p, In> {
             };
             let id = (self.make)(p, &name);
             p.stages[id].restart = self.restart;
+            p.stages[id].own_task = self.own_task;
             ids.push(id);
         }
         for &id in &ids {
@@ -234,6 +258,31 @@ impl<'p, In: Send + 'static, Out: Send + 'static> ProcessorBuilder<'p, In, Out> 
         self
     }
 
+    /// Runs this stage in a task of its own.
+    ///
+    /// By default the stages of a straight chain (each subscription the only
+    /// input of one stage and the only output of the other) share one task,
+    /// so a hand-off between them costs no task wake-up. That suits stages
+    /// that do little work per event. A stage that does heavy CPU work
+    /// should run in its own task (or as [`concurrency`](Self::concurrency)
+    /// instances), so that it runs in parallel with its neighbours.
+    ///
+    /// ```
+    /// use demandflow::{sink, source, stage, Pipeline, Subscribe};
+    ///
+    /// let mut p = Pipeline::new();
+    /// let n = p.producer("n", source::iter(0..10u64));
+    /// let hashed = p
+    ///     .processor("hash", stage::map(|x: u64| x.wrapping_mul(0x9E37_79B9)))
+    ///     .own_task()
+    ///     .subscribe(&n, Subscribe::default());
+    /// p.consumer("sink", sink::drain()).subscribe(&hashed, Subscribe::default());
+    /// ```
+    pub fn own_task(mut self) -> Self {
+        self.common.own_task = true;
+        self
+    }
+
     /// Sets how this stage routes its output among its subscribers.
     pub fn dispatch(mut self, dispatch: Dispatch<Out>) -> Self {
         self.dispatch = Some(dispatch);
@@ -305,6 +354,29 @@ impl<'p, T: Send + 'static> ConsumerBuilder<'p, T> {
     /// Sets the restart type (default [`Restart::Transient`]).
     pub fn restart(mut self, restart: Restart) -> Self {
         self.common.restart = restart;
+        self
+    }
+
+    /// Runs this stage in a task of its own.
+    ///
+    /// By default the stages of a straight chain (each subscription the only
+    /// input of one stage and the only output of the other) share one task,
+    /// so a hand-off between them costs no task wake-up. That suits stages
+    /// that do little work per event. A consumer that does heavy CPU work
+    /// should run in its own task (or as [`concurrency`](Self::concurrency)
+    /// instances), so that it runs in parallel with its upstream.
+    ///
+    /// ```
+    /// use demandflow::{sink, source, Pipeline, Subscribe};
+    ///
+    /// let mut p = Pipeline::new();
+    /// let n = p.producer("n", source::iter(0..10u64));
+    /// p.consumer("sink", sink::drain())
+    ///     .own_task()
+    ///     .subscribe(&n, Subscribe::default());
+    /// ```
+    pub fn own_task(mut self) -> Self {
+        self.common.own_task = true;
         self
     }
 

@@ -249,7 +249,9 @@ fn stats_of(shared: &PipelineShared) -> Stats {
 #[must_use = "dropping the handle cancels the pipeline"]
 pub struct PipelineHandle {
     shared: Arc<PipelineShared>,
-    tasks: Vec<JoinHandle<StageEnd>>,
+    /// One per task; a task runs one stage or a chain of them (see
+    /// `Pipeline::spawn`) and ends with each one's `(index, end)`.
+    tasks: Vec<JoinHandle<Vec<(usize, StageEnd)>>>,
     watcher: Option<JoinHandle<()>>,
     armed: bool,
 }
@@ -266,7 +268,7 @@ impl fmt::Debug for PipelineHandle {
 impl PipelineHandle {
     pub(crate) fn new(
         shared: Arc<PipelineShared>,
-        tasks: Vec<JoinHandle<StageEnd>>,
+        tasks: Vec<JoinHandle<Vec<(usize, StageEnd)>>>,
         watcher: JoinHandle<()>,
     ) -> Self {
         PipelineHandle {
@@ -339,13 +341,32 @@ impl PipelineHandle {
     }
 
     async fn wait_report(&mut self) -> Report {
-        let mut ends = Vec::with_capacity(self.tasks.len());
+        let mut ends: Vec<Option<StageEnd>> = vec![None; self.shared.stages.len()];
+        let mut abnormal = None;
         for t in std::mem::take(&mut self.tasks) {
-            ends.push(match t.await {
-                Ok(end) => end,
-                Err(e) => StageEnd::Failed(format!("stage task ended abnormally: {e}")),
-            });
+            match t.await {
+                Ok(done) => {
+                    for (i, end) in done {
+                        ends[i] = Some(end);
+                    }
+                }
+                Err(e) => abnormal = Some(format!("stage task ended abnormally: {e}")),
+            }
         }
+        // A stage whose task died (a panic outside every handler, which the
+        // engine does not expect) has no end of its own.
+        let ends: Vec<StageEnd> = ends
+            .into_iter()
+            .map(|e| {
+                e.unwrap_or_else(|| {
+                    StageEnd::Failed(
+                        abnormal
+                            .clone()
+                            .unwrap_or_else(|| "stage task ended abnormally".to_owned()),
+                    )
+                })
+            })
+            .collect();
         self.armed = false;
         if let Some(w) = self.watcher.take() {
             w.abort();

@@ -42,6 +42,7 @@ use crate::runtime::driver::{
     supervise, ConsumerDriver, ProcessorDriver, ProducerDriver, StageCx, StageEnd,
 };
 use crate::runtime::edge::Edge;
+use crate::runtime::group::Group;
 use crate::runtime::inputs::{Input, Inputs};
 use crate::runtime::outputs::{Output, Outputs};
 use crate::runtime::shared::{DeadLetter, DeadLetterFn, EdgeStat, PipelineShared, StageShared};
@@ -108,6 +109,8 @@ struct StageDecl {
     n_outputs: usize,
     partitions: Option<usize>,
     manual: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// Never shares a task with its neighbours (see `Pipeline::spawn`).
+    own_task: bool,
     launch: Option<Launch>,
 }
 
@@ -290,6 +293,7 @@ impl Pipeline {
             n_outputs: 0,
             partitions: None,
             manual: None,
+            own_task: false,
             launch: Some(launch),
         });
         self.stages.len() - 1
@@ -702,7 +706,9 @@ impl Pipeline {
             scope.cancel(CancelCause::DeadlineExceeded);
         }
         let watcher = rt.spawn(handle::watch(shared.clone()));
-        let mut tasks = Vec::with_capacity(self.stages.len());
+        let groups = self.task_groups();
+        let mut members: Vec<Option<BoxFuture<'static, (usize, StageEnd)>>> =
+            Vec::with_capacity(self.stages.len());
         for (index, decl) in self.stages.iter_mut().enumerate() {
             let cx = StageCx {
                 pipeline: shared.clone(),
@@ -712,17 +718,150 @@ impl Pipeline {
                 manual: decl.manual.clone(),
             };
             let Some(launch) = decl.launch.take() else {
+                members.push(None);
                 continue;
             };
             let fut = launch(cx, decl.inputs.take(), decl.outputs.take());
             let done = shared.clone();
-            tasks.push(rt.spawn(async move {
-                let end = fut.await;
-                done.stage_ended();
-                end
-            }));
+            members.push(Some(
+                async move {
+                    let end = fut.await;
+                    done.stage_ended();
+                    (index, end)
+                }
+                .boxed(),
+            ));
         }
-        tracing::debug!(stages = tasks.len(), "pipeline spawned");
+        let mut tasks = Vec::with_capacity(groups.len());
+        for group in groups {
+            let mut futs: Vec<_> = group.iter().filter_map(|&i| members[i].take()).collect();
+            tasks.push(match futs.len() {
+                0 => continue,
+                1 => {
+                    let fut = futs.remove(0);
+                    rt.spawn(async move { vec![fut.await] })
+                }
+                _ => rt.spawn(Group::new(futs)),
+            });
+        }
+        tracing::debug!(
+            stages = self.stages.len(),
+            tasks = tasks.len(),
+            "pipeline spawned"
+        );
         Ok(PipelineHandle::new(shared, tasks, watcher))
+    }
+
+    /// Which stages share a task. A stage joins its upstream's task when
+    /// the subscription between them is the only input of the one and the
+    /// only output of the other (a straight chain, where every hand-off
+    /// would otherwise be a task wake-up) and neither asked for its own
+    /// task. Stages that fan out, fan in or run as concurrent instances
+    /// keep their own tasks, so they run in parallel.
+    fn task_groups(&self) -> Vec<Vec<usize>> {
+        fn root(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        let n = self.stages.len();
+        let mut parent: Vec<usize> = (0..n).collect();
+        for sub in &self.subs {
+            let Some(to) = sub.to else { continue };
+            let (up, down) = (&self.stages[sub.from], &self.stages[to]);
+            if up.n_outputs == 1 && down.n_inputs == 1 && !up.own_task && !down.own_task {
+                let (a, b) = (root(&mut parent, sub.from), root(&mut parent, to));
+                parent[b] = a;
+            }
+        }
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for i in 0..n {
+            let r = root(&mut parent, i);
+            groups[r].push(i);
+        }
+        groups.retain(|g| !g.is_empty());
+        groups
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{sink, source, stage};
+
+    fn groups(p: &Pipeline) -> Vec<Vec<&str>> {
+        p.task_groups()
+            .into_iter()
+            .map(|g| g.iter().map(|&i| &*p.stages[i].name).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_straight_chain_shares_one_task() {
+        let mut p = Pipeline::new();
+        let a = p.producer("a", source::iter(0..10u64));
+        let b = p
+            .processor("b", stage::map(|x: u64| x))
+            .subscribe(&a, Subscribe::default());
+        p.consumer("c", sink::drain())
+            .subscribe(&b, Subscribe::default());
+        assert_eq!(groups(&p), vec![vec!["a", "b", "c"]]);
+    }
+
+    #[test]
+    fn own_task_splits_the_chain_around_the_stage() {
+        let mut p = Pipeline::new();
+        let a = p.producer("a", source::iter(0..10u64));
+        let b = p
+            .processor("b", stage::map(|x: u64| x))
+            .own_task()
+            .subscribe(&a, Subscribe::default());
+        let c = p
+            .processor("c", stage::map(|x: u64| x))
+            .subscribe(&b, Subscribe::default());
+        p.consumer("d", sink::drain())
+            .subscribe(&c, Subscribe::default());
+        assert_eq!(groups(&p), vec![vec!["a"], vec!["b"], vec!["c", "d"]]);
+    }
+
+    #[test]
+    fn fan_out_fan_in_and_instances_keep_their_own_tasks() {
+        let mut p = Pipeline::new();
+        let a = p
+            .add_producer("a", source::iter(0..10u64))
+            .dispatch(Dispatch::broadcast())
+            .build();
+        let b = p
+            .processor("b", stage::map(|x: u64| x))
+            .subscribe(&a, Subscribe::default());
+        let c = p
+            .processor("c", stage::map(|x: u64| x))
+            .subscribe(&a, Subscribe::default());
+        // Fan-in: d has two inputs.
+        let d = p
+            .processor("d", stage::map(|x: u64| x))
+            .also_subscribe(&b, Subscribe::default())
+            .subscribe(&c, Subscribe::default());
+        // Two instances behind d's dispatcher.
+        let e = p
+            .processor("e", stage::map(|x: u64| x))
+            .concurrency(2)
+            .subscribe(&d, Subscribe::default());
+        p.consumer("f", sink::drain())
+            .subscribe(&e, Subscribe::default());
+        assert_eq!(
+            groups(&p),
+            vec![
+                vec!["a"],
+                vec!["b"],
+                vec!["c"],
+                vec!["d"],
+                vec!["e[0]"],
+                vec!["e[1]"],
+                vec!["f"]
+            ]
+        );
     }
 }

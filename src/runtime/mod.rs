@@ -2,6 +2,7 @@
 
 pub(crate) mod driver;
 pub(crate) mod edge;
+pub(crate) mod group;
 pub(crate) mod inputs;
 pub(crate) mod outputs;
 pub(crate) mod shared;
