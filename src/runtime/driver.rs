@@ -620,16 +620,15 @@ where
                             Ok(Err(e)) => break Some(self.fail_chunk(cx, len, e)),
                         }
                         let room = demand.saturating_sub(em.buf.len());
-                        if room == 0 || !self.inputs.has_current() {
-                            break None;
-                        }
+                        let next = match room {
+                            0 => None,
+                            room => self.inputs.next_in_batch(room),
+                        };
+                        let Some(n) = next else { break None };
                         if let Some(exit) = cx.interrupt() {
                             break Some(exit);
                         }
-                        match self.inputs.next(room, stage) {
-                            Next::Chunk(n) => len = n,
-                            _ => break None,
-                        }
+                        len = n;
                     };
                     em.discard();
                     let out = em.take_all();
@@ -730,16 +729,13 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
                             }
                             Ok(Err(e)) => return fail_chunk(&mut self.inputs, cx, len, e),
                         }
-                        if !self.inputs.has_current() {
+                        let Some(n) = self.inputs.next_in_batch(usize::MAX) else {
                             break;
-                        }
+                        };
                         if let Some(exit) = cx.interrupt() {
                             return exit;
                         }
-                        match self.inputs.next(usize::MAX, stage) {
-                            Next::Chunk(n) => len = n,
-                            _ => break,
-                        }
+                        len = n;
                     }
                     tokio::task::consume_budget().await;
                 }

@@ -176,9 +176,10 @@ impl<T> Inputs<T> {
         }
     }
 
-    /// Whether a batch is being handled (part of it is still to come).
-    pub(crate) fn has_current(&self) -> bool {
-        self.current.is_some()
+    /// The next chunk (of at most `limit` ≥ 1 events) of the batch being
+    /// handled, if any of it is left; never takes a new batch.
+    pub(crate) fn next_in_batch(&self, limit: usize) -> Option<usize> {
+        self.current.as_ref().map(|c| self.chunk_len(c, limit))
     }
 
     /// The events of the chunk of `len` at the current position.
