@@ -105,6 +105,17 @@ impl<T, K: Fn(&T) -> usize> PartitionDispatcher<T, K> {
     }
 }
 
+/// One event into its partition: the outgoing batch while it has room,
+/// else the partition's buffer.
+#[inline(always)]
+fn route<T>(event: T, batch: &mut Vec<T>, room: usize, buffer: &mut VecDeque<T>) {
+    if batch.len() < room {
+        batch.push(event);
+    } else {
+        buffer.push_back(event);
+    }
+}
+
 impl<T: Send + 'static, K: Fn(&T) -> usize + Send + 'static> Dispatcher<T>
     for PartitionDispatcher<T, K>
 {
@@ -200,15 +211,9 @@ impl<T: Send + 'static, K: Fn(&T) -> usize + Send + 'static> Dispatcher<T>
             for e in events {
                 // `index` for two partitions: the key's lowest bit.
                 if key(&e) & 1 == 0 {
-                    if batch_a.len() < room_a {
-                        batch_a.push(e);
-                    } else {
-                        a.buffer.push_back(e);
-                    }
-                } else if batch_b.len() < room_b {
-                    batch_b.push(e);
+                    route(e, &mut batch_a, room_a, &mut a.buffer);
                 } else {
-                    b.buffer.push_back(e);
+                    route(e, &mut batch_b, room_b, &mut b.buffer);
                 }
             }
             a.batch = batch_a;
@@ -217,11 +222,7 @@ impl<T: Send + 'static, K: Fn(&T) -> usize + Send + 'static> Dispatcher<T>
             for e in events {
                 let i = self.index(&e);
                 let p = &mut self.parts[i];
-                if p.batch.len() < p.room {
-                    p.batch.push(e);
-                } else {
-                    p.buffer.push_back(e);
-                }
+                route(e, &mut p.batch, p.room, &mut p.buffer);
             }
         }
         for p in &mut self.parts {

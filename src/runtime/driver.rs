@@ -443,6 +443,8 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                         match step {
                             Step::Continue => Ok(Flow::Continue),
                             Step::Done => Ok(Flow::Done),
+                            // `failed` is always set with `Step::Failed`;
+                            // the fallback only avoids a panic path.
                             Step::Failed => Err(failed.take().unwrap_or_else(|| "failed".into())),
                             Step::Pending => {
                                 // The producer would wait: deliver what it gave so far.

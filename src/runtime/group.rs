@@ -51,7 +51,7 @@ const RUNNING: u8 = 1;
 const NOTIFIED: u8 = 2;
 
 /// Most member polls in one turn before the group yields its worker.
-pub(crate) const POLLS_PER_TURN: usize = 256;
+const POLLS_PER_TURN: usize = 256;
 
 struct Shared {
     ready: Box<[AtomicBool]>,

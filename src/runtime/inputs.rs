@@ -114,8 +114,8 @@ impl<T> Inputs<T> {
 
     /// Finds the next chunk of at most `limit` (≥ 1) events.
     pub(crate) fn next(&mut self, limit: usize, stage: &StageShared) -> Next {
-        if let Some(c) = &self.current {
-            return Next::Chunk(self.chunk_len(c, limit));
+        if let Some(len) = self.next_in_batch(limit) {
+            return Next::Chunk(len);
         }
         let n = self.list.len();
         // Round robin from `next`, wrapping by comparison (no division on
