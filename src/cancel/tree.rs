@@ -32,6 +32,14 @@
 //!    parent (or become roots), so they are still cancelled by their nearest
 //!    surviving ancestor and a long-lived parent does not accumulate dead
 //!    children.
+//! 5. Downward closure holds for lock-free readers too: `cancel` sets the
+//!    `cancelled` flags of a subtree deepest first (each node after all of
+//!    its descendants), with `Release` stores, so a reader whose `Acquire`
+//!    load finds a node cancelled also finds each of its descendants
+//!    cancelled. The pipeline relies on this: its watcher sees the root
+//!    cancelled and tells each stage once to look at its own (child) scope,
+//!    and a stage that looked too early would park with nobody left to wake
+//!    it.
 //!
 //! # Lock order
 //!
@@ -156,6 +164,9 @@ impl Handle {
     }
 
     /// Cancels this node and every descendant not yet cancelled, with `cause`.
+    ///
+    /// The nodes are marked deepest first (invariant 5): whoever sees this
+    /// node's flag set, without any lock, already sees every descendant's.
     pub(crate) fn cancel(&self, cause: CancelCause) {
         if self.is_cancelled() {
             return;
@@ -163,22 +174,27 @@ impl Handle {
         let mut wakers = Vec::new();
         {
             let links = lock(&self.tree.links);
+            // Pre-order: every node comes before its descendants. A node
+            // already cancelled, by itself or an ancestor, keeps its own
+            // cause, and by invariant 2 so does its whole subtree: skip it.
+            let mut order = Vec::new();
             let mut stack = vec![self.id];
             while let Some(id) = stack.pop() {
                 let Some(link) = links.nodes.get(&id) else {
                     continue;
                 };
-                let mut state = lock(&link.node.state);
-                if state.cause.is_some() {
-                    // Already cancelled, by itself or an ancestor: its own
-                    // cause stands, and by invariant 2 so does its subtree's.
+                if lock(&link.node.state).cause.is_some() {
                     continue;
                 }
-                state.cause = Some(cause.clone());
-                link.node.cancelled.store(true, Ordering::Release);
-                state.waiters.take_all(&mut wakers);
-                drop(state);
+                order.push(&link.node);
                 stack.extend_from_slice(&link.children);
+            }
+            // Reversed pre-order marks every child before its parent.
+            for node in order.into_iter().rev() {
+                let mut state = lock(&node.state);
+                state.cause = Some(cause.clone());
+                node.cancelled.store(true, Ordering::Release);
+                state.waiters.take_all(&mut wakers);
             }
         }
         wake_all(wakers);

@@ -162,3 +162,74 @@ fn child_created_during_cancel() {
         assert_eq!(th2.join().unwrap(), Some(CancelCause::DeadlineExceeded));
     });
 }
+
+/// The pipeline's stop path (issue 10): a cancel of the root races a stage
+/// that checks its own child scope and parks on its `Signal`, and the watcher
+/// turns "the root is cancelled" into one notification of that signal.
+///
+/// The watcher is a `select!` that re-polls `cancelled()` whenever any of its
+/// branches wakes it, so it can look at the root's flag at any moment of the
+/// cancel, not only after being woken by it; the model gives it one look at
+/// an arbitrary point and a wait otherwise. The stage never parks on its scope
+/// itself, only on the signal, as in `runtime::driver`. If the watcher could
+/// see the root cancelled before the stage's scope was, the stage would
+/// consume the notification, find its scope not yet cancelled and park for
+/// good; loom reports that as a deadlock.
+#[test]
+fn watcher_sees_root_cancelled_only_after_every_stage_scope() {
+    use crate::loom::sync::Arc;
+    use crate::runtime::signal::Signal;
+
+    loom::model(|| {
+        let root = CancelScope::new();
+        let stage_scope = root.child();
+        let signal = Arc::new(Signal::new());
+        let canceller = {
+            let root = root.clone();
+            thread::spawn(move || root.cancel(CancelCause::User))
+        };
+        let watcher = {
+            let signal = signal.clone();
+            thread::spawn(move || {
+                if !root.is_cancelled() {
+                    block_on(root.cancelled());
+                }
+                signal.notify();
+            })
+        };
+        block_on(async {
+            while !stage_scope.is_cancelled() {
+                signal.notified().await;
+            }
+        });
+        assert_eq!(stage_scope.cause(), Some(CancelCause::User));
+        canceller.join().unwrap();
+        watcher.join().unwrap();
+    });
+}
+
+/// The same race one level deeper: a stage's own work scope (a grandchild of
+/// the root) is cancelled before the stage's scope is seen cancelled, so work
+/// that a stage checks after seeing its scope cancelled is never found live.
+#[test]
+fn cancel_marks_grandchildren_before_children() {
+    loom::model(|| {
+        let root = CancelScope::new();
+        let stage_scope = root.child();
+        let work = stage_scope.child();
+        let canceller = {
+            let root = root.clone();
+            thread::spawn(move || root.cancel(CancelCause::DeadlineExceeded))
+        };
+        let observer = thread::spawn(move || {
+            let stage_seen = stage_scope.is_cancelled();
+            let work_seen = work.is_cancelled();
+            assert!(
+                !stage_seen || work_seen,
+                "a stage scope was seen cancelled before its child"
+            );
+        });
+        canceller.join().unwrap();
+        observer.join().unwrap();
+    });
+}
