@@ -166,6 +166,80 @@ fn a_stuck_handler_does_not_delay_the_deadline() {
     });
 }
 
+/// A run still going when its deadline passed ends `DeadlineExceeded`,
+/// whatever its stages did after and whichever runtime flavour ran it. A
+/// processor that blocks its thread past the deadline keeps a current-thread
+/// runtime's watcher from running until the pipeline has finished; the run
+/// used to be reported `Completed` there (and `DeadlineExceeded` on a
+/// multi-thread runtime).
+fn run_blocked_past_the_deadline(rt: tokio::runtime::Runtime) -> Status {
+    rt.block_on(async {
+        let mut p = Pipeline::new().timeout(Duration::from_millis(100));
+        let n = p.producer("n", source::iter(0..10u64));
+        let blocked = p
+            .processor(
+                "blocks",
+                stage::map(|x: u64| {
+                    if x == 0 {
+                        // Blocks the thread on purpose, without awaiting.
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    x
+                }),
+            )
+            .subscribe(&n, Subscribe::default());
+        p.consumer("sink", sink::drain())
+            .subscribe(&blocked, Subscribe::default());
+        let handle = p.spawn().unwrap();
+        handle
+            .join()
+            .await
+            .map_or_else(|e| e.report().status.clone(), |r| r.status)
+    })
+}
+
+#[test]
+fn a_run_past_its_deadline_says_so_on_a_current_thread_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(run_blocked_past_the_deadline(rt), Status::DeadlineExceeded);
+}
+
+#[test]
+fn a_run_past_its_deadline_says_so_on_a_multi_thread_runtime() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(run_blocked_past_the_deadline(rt), Status::DeadlineExceeded);
+}
+
+/// A user's cancel that comes after the deadline has passed, before the
+/// watcher had a turn to act on it, does not hide the deadline.
+#[test]
+fn a_cancel_after_the_deadline_reports_the_deadline() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut p = Pipeline::new().timeout(Duration::from_millis(20));
+        let n = p.producer("n", Endless::default());
+        p.consumer("stuck", Stuck)
+            .subscribe(&n, Subscribe::default());
+        let handle = p.spawn().unwrap();
+        // The only thread is blocked through the deadline: the watcher
+        // cannot run before the cancel below.
+        std::thread::sleep(Duration::from_millis(60));
+        handle.cancel();
+        let err = handle.join().await.unwrap_err();
+        assert_eq!(err.report().status, Status::DeadlineExceeded);
+    });
+}
+
 #[test]
 fn every_stage_sees_the_deadline_in_its_context() {
     paused().block_on(async {

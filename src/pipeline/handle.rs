@@ -175,6 +175,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The live counters of the stage named `name`.
+    pub fn stage(&self, name: &str) -> Option<&StageStats> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
     /// Events buffered on all subscriptions.
     pub fn buffered(&self) -> usize {
         self.edges.iter().map(|e| e.buffered).sum()
@@ -281,7 +286,7 @@ impl PipelineHandle {
 
     /// Cancels every stage ([`CancelCause::User`]). Idempotent, non-blocking.
     pub fn cancel(&self) {
-        self.shared.scope.cancel(CancelCause::User);
+        self.shared.cancel(CancelCause::User);
     }
 
     /// Live counters: per stage, per subscription, and the cancel cause.
@@ -335,7 +340,7 @@ impl PipelineHandle {
             shared: shared.clone(),
         };
         if tokio::time::timeout(grace, watch.stopped()).await.is_err() {
-            shared.scope.cancel(CancelCause::Shutdown);
+            shared.cancel(CancelCause::Shutdown);
         }
         self.wait_report().await.into_result()
     }
@@ -381,11 +386,16 @@ impl PipelineHandle {
             StageEnd::Failed(err) => Some((shared.stages[i].name.to_string(), err.clone())),
             _ => None,
         });
-        let status = if let Some((stage, error)) = failure.or(first_failed) {
+        // A run still going at its deadline ended `DeadlineExceeded`, even if
+        // a stage failed after it (what a stage does once the deadline has
+        // passed depends on when the runtime let the watcher run).
+        let cause = shared.scope.cause();
+        let status = if cause == Some(CancelCause::DeadlineExceeded) {
+            Status::DeadlineExceeded
+        } else if let Some((stage, error)) = failure.or(first_failed) {
             Status::Failed { stage, error }
         } else {
-            match shared.scope.cause() {
-                Some(CancelCause::DeadlineExceeded) => Status::DeadlineExceeded,
+            match cause {
                 Some(cause) => Status::Cancelled(cause),
                 None => Status::Completed,
             }
@@ -419,7 +429,7 @@ impl PipelineHandle {
 impl Drop for PipelineHandle {
     fn drop(&mut self) {
         if self.armed {
-            self.shared.scope.cancel(CancelCause::OwnerDropped);
+            self.shared.cancel(CancelCause::OwnerDropped);
         }
     }
 }
@@ -459,6 +469,14 @@ impl PipelineWatch {
 
 /// The pipeline's watcher task: enforces the deadline, wakes every stage on
 /// cancel, runs the stall detector, and ends with the pipeline.
+///
+/// It runs until the last stage task has ended, never less: a stage still
+/// running after a cancel is woken again at the deadline, so the deadline
+/// holds for as long as any stage lives. A stage's own scope is a child of
+/// the root, and the cancellation tree marks children before their parent
+/// (`cancel::tree`, invariant 5), so by the time this task sees the root
+/// cancelled every stage sees its own scope cancelled too, and one wake-up
+/// each is enough for it to stop.
 pub(crate) async fn watch(shared: Arc<PipelineShared>) {
     let tick = shared
         .stall_timeout
@@ -466,20 +484,29 @@ pub(crate) async fn watch(shared: Arc<PipelineShared>) {
     let watch = PipelineWatch {
         shared: shared.clone(),
     };
+    let mut deadline = shared.deadline;
+    let mut cancel_seen = false;
     loop {
-        let deadline = shared.deadline;
-        let next_tick = tick.map(|t| Instant::now() + t);
+        let next_tick = tick.filter(|_| !cancel_seen).map(|t| Instant::now() + t);
         tokio::select! {
-            _ = shared.scope.cancelled() => break,
             _ = watch.stopped() => return,
+            _ = shared.scope.cancelled(), if !cancel_seen => {
+                cancel_seen = true;
+                tracing::debug!(cause = ?shared.scope.cause(), "pipeline cancelled");
+                wake_every_stage(&shared);
+            }
             _ = sleep_until_opt(deadline) => {
+                deadline = None;
                 shared.scope.cancel(CancelCause::DeadlineExceeded);
-                break;
+                wake_every_stage(&shared);
             }
             _ = sleep_until_opt(next_tick) => check_stalls(&shared),
         }
     }
-    tracing::debug!(cause = ?shared.scope.cause(), "pipeline cancelled");
+}
+
+/// Tells every stage to look at its scope and its control flag.
+fn wake_every_stage(shared: &PipelineShared) {
     for s in &shared.stages {
         s.signal.notify();
         s.control_notify.notify_one();

@@ -285,7 +285,6 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
                 tracing::error!(stage = %name, error = %e, "restart intensity exceeded: the pipeline fails");
                 cx.pipeline.record_failure(&name, &e);
                 cx.pipeline
-                    .scope
                     .cancel(crate::cancel::CancelCause::StageFailed(name.to_string()));
                 let abandoned =
                     driver.abandon(&cx.stage) + driver.close(EdgeEnd::Failed(e.clone()));

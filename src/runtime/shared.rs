@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::edge::EdgeSnapshot;
 use super::signal::Signal;
-use crate::cancel::CancelScope;
+use crate::cancel::{CancelCause, CancelScope};
 use crate::supervisor::Supervisor;
 
 /// Per-stage counters: the ledger, kept live.
@@ -173,9 +173,31 @@ impl PipelineShared {
         }
     }
 
+    /// Cancels the run with `cause`, or with `DeadlineExceeded` if the
+    /// deadline has already passed: a run still going at its deadline ends
+    /// `DeadlineExceeded` whatever happens after it, even when the watcher,
+    /// which cancels at the deadline, has not had a turn yet (a stage
+    /// blocking a current-thread runtime's only thread, say).
+    pub(crate) fn cancel(&self, cause: CancelCause) {
+        let cause = if self.deadline_passed() {
+            CancelCause::DeadlineExceeded
+        } else {
+            cause
+        };
+        self.scope.cancel(cause);
+    }
+
+    fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|at| Instant::now() >= at)
+    }
+
     /// Called by each stage task as it ends; the last one wakes the watchers.
     pub(crate) fn stage_ended(&self) {
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The run ends now; if that is past its deadline, it ran over it.
+            if self.deadline_passed() {
+                self.scope.cancel(CancelCause::DeadlineExceeded);
+            }
             self.all_done.notify_waiters();
             self.all_done.notify_one();
         }
