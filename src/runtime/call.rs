@@ -18,7 +18,10 @@
 //! * A request is satisfied by any call that *starts* after it. The driver
 //!   clears the flag before the first call of each batch, so a request made
 //!   while the producer was busy emitting costs no extra call later, and one
-//!   made during the batch is still seen when the batch ends.
+//!   made during the batch is still seen when the batch ends. Clearing and
+//!   taking read the flag with an acquiring read-modify-write, so a call
+//!   that consumed a request sees everything the requester wrote before
+//!   asking (its source's new data, however that source is synchronised).
 
 use super::signal::Signal;
 use crate::loom::sync::atomic::{AtomicBool, Ordering};
@@ -51,9 +54,10 @@ impl CallRequest {
 
     /// Forgets a pending request: the call about to start satisfies it.
     pub(crate) fn clear(&self) {
-        if self.wanted.load(Ordering::Relaxed) {
-            self.wanted.store(false, Ordering::Relaxed);
-        }
+        // A swap, not a store: a plain store could overwrite a request it
+        // never read, and the call that follows would not be ordered after
+        // what the requester wrote before asking (loom finds that loss).
+        let _ = self.take();
     }
 }
 
