@@ -117,7 +117,7 @@ impl Context {
     /// A producer whose `produce` returns [`Flow::Continue`] having emitted
     /// nothing is not called again until new demand arrives or it asks, with
     /// [`StageWaker::wake`]. Getting the handle is an `Arc` clone; waking is
-    /// one atomic store and, if the stage is parked, one task wake-up.
+    /// two atomic operations and, if the stage is parked, one task wake-up.
     ///
     /// On a [`detached`](Context::detached) context the handle does nothing.
     ///
