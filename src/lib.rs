@@ -124,7 +124,7 @@ pub use pipeline::{
     Status, Subscribe,
 };
 pub use runtime::shared::DeadLetter;
-pub use stage::{Consumer, Context, Emitter, Flow, Processor, Producer};
+pub use stage::{Consumer, Context, Emitter, Flow, Processor, Producer, StageWaker};
 pub use supervisor::{Restart, Strategy};
 
 #[cfg(doctest)]

@@ -352,6 +352,18 @@ impl<T: Send + 'static, P: Producer<T>> ProducerDriver<T, P> {
 /// Most a producer's batch buffer is sized for up front, in bytes.
 const RESERVE_MAX_BYTES: usize = 64 * 1024;
 
+/// How one batch of producer calls ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BatchEnd {
+    /// The demand was met.
+    Met,
+    /// The last call returned `Flow::Continue` having emitted nothing: the
+    /// producer has nothing now.
+    Dry,
+    /// The producer returned `Flow::Done`.
+    Done,
+}
+
 /// How the first poll of one producer call came out.
 #[derive(Clone, Copy)]
 enum Step {
@@ -375,11 +387,16 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
         let ctx = cx.context(attempt);
         let stage = &*cx.stage;
         let mut em = Emitter::with_buffer(self.outputs.buffer());
+        // The producer's last call returned nothing: it is called again only
+        // when new demand arrives or it asks (`StageWaker`), as GenStage
+        // calls `handle_demand` only when demand arrives. Calling it again
+        // at once would spin.
+        let mut dry = false;
         loop {
             if let Some(exit) = cx.interrupt() {
                 return exit;
             }
-            self.outputs.collect(stage);
+            let asked = self.outputs.collect(stage);
             if !self.outputs.alive() {
                 // Downstream cancellation reached us: nobody is left to serve.
                 return InstanceExit::Normal;
@@ -392,6 +409,12 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                 cx.wait(None).await;
                 continue;
             }
+            if dry && !asked && !stage.call.take() {
+                cx.wait(None).await;
+                continue;
+            }
+            // The call about to start satisfies any earlier request.
+            stage.call.clear();
             // Call the producer until the demand is met, it runs dry, or it
             // would wait; coalesce what it emits into one batch. The whole
             // loop is one guarded future: a panic is caught once per batch,
@@ -467,12 +490,12 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                         Ok(Flow::Continue) if emitted > 0 => {
                             remaining = remaining.saturating_sub(emitted)
                         }
-                        Ok(Flow::Continue) => break,
-                        Ok(Flow::Done) => return Ok(true),
+                        Ok(Flow::Continue) => return Ok(BatchEnd::Dry),
+                        Ok(Flow::Done) => return Ok(BatchEnd::Done),
                         Err(e) => return Err(e),
                     }
                 }
-                Ok::<bool, BoxError>(false)
+                Ok::<BatchEnd, BoxError>(BatchEnd::Met)
             };
             let r = cx.run_handler(batch).await;
             // What was emitted before an error or panic is still delivered.
@@ -482,7 +505,10 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
             self.flush(stage);
             match r.map(failure_message) {
                 Err(exit) => return exit,
-                Ok(Ok(done)) => self.done = done,
+                Ok(Ok(end)) => {
+                    self.done = end == BatchEnd::Done;
+                    dry = end == BatchEnd::Dry;
+                }
                 Ok(Err(e)) => return InstanceExit::Failed(e),
             }
             tokio::task::consume_budget().await;

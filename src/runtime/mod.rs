@@ -1,5 +1,6 @@
 //! The tokio driver: runs each stage's state machines as a task.
 
+pub(crate) mod call;
 pub(crate) mod driver;
 pub(crate) mod edge;
 pub(crate) mod group;

@@ -33,8 +33,10 @@ impl<T: Send + 'static> Outputs<T> {
     }
 
     /// Collects new demand and cancellations from every subscriber and sends
-    /// whatever buffered events that demand now allows.
-    pub(crate) fn collect(&mut self, stage: &StageShared) {
+    /// whatever buffered events that demand now allows. Returns whether any
+    /// subscriber asked for more.
+    pub(crate) fn collect(&mut self, stage: &StageShared) -> bool {
+        let mut asked = false;
         let mut abandoned = 0;
         for out in &mut self.list {
             if !out.open {
@@ -45,6 +47,7 @@ impl<T: Send + 'static> Outputs<T> {
                 out.open = false;
                 abandoned += self.dispatcher.cancel(out.id).unwrap_or(0);
             } else if n > 0 {
+                asked = true;
                 // Cannot fail: the id is registered and n > 0.
                 let _ = self.dispatcher.ask(out.id, n);
             }
@@ -54,6 +57,7 @@ impl<T: Send + 'static> Outputs<T> {
             self.dispatcher.flush(&mut self.decisions);
             self.deliver(stage);
         }
+        asked
     }
 
     /// Routes freshly emitted events.

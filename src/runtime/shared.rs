@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::call::CallRequest;
 use super::edge::EdgeSnapshot;
 use super::signal::Signal;
 use crate::cancel::{CancelCause, CancelScope};
@@ -58,6 +59,8 @@ pub(crate) const STATE_ENDED: u8 = 2;
 pub(crate) struct StageShared {
     pub(crate) name: Arc<str>,
     pub(crate) signal: Arc<Signal>,
+    /// Set when the stage's producer asks to be called again.
+    pub(crate) call: CallRequest,
     pub(crate) counters: Counters,
     pub(crate) control: AtomicU8,
     pub(crate) control_notify: Notify,
@@ -69,6 +72,7 @@ impl StageShared {
         StageShared {
             name,
             signal: Arc::new(Signal::new()),
+            call: CallRequest::new(),
             counters: Counters::default(),
             control: AtomicU8::new(CONTROL_NONE),
             control_notify: Notify::new(),

@@ -9,8 +9,10 @@
 //!
 //! * A producer is called with `demand > 0` (never zero, invariant D4) and
 //!   may emit *at most* that many events into its [`Emitter`]. It may emit
-//!   fewer, even none: the engine keeps the rest of the demand pending and
-//!   calls again, so a producer never has to remember unmet demand.
+//!   fewer: the engine keeps the rest of the demand pending and calls again,
+//!   so a producer never has to remember unmet demand. A call that emits
+//!   nothing means "nothing now": the engine calls again only when new
+//!   demand arrives or the producer asks ([`Context::waker`]).
 //! * A processor or consumer receives a borrowed batch `&[T]`. The engine
 //!   keeps ownership so that the batch can be redelivered to a restarted
 //!   instance if the handler fails (invariant D7) without cloning it first.
@@ -25,7 +27,7 @@ mod context;
 mod emitter;
 
 pub use adapters::*;
-pub use context::Context;
+pub use context::{Context, StageWaker};
 pub use emitter::Emitter;
 
 use crate::error::BoxError;
@@ -34,6 +36,8 @@ use crate::error::BoxError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     /// The producer has more to give; call again while demand is pending.
+    /// After a call that emitted nothing, the next call waits for new
+    /// demand or the producer's own request ([`Context::waker`]).
     Continue,
     /// The producer is exhausted: the events emitted in this call are its
     /// last, and its subscribers see a normal end after them.
@@ -74,6 +78,15 @@ pub trait Producer<T>: Send + 'static {
     /// producer with nothing to give awaits its source). Events emitted before
     /// the future first returns `Pending` are delivered before the engine
     /// waits, so an async source never holds back what it already has.
+    ///
+    /// Returning [`Flow::Continue`] having emitted nothing means "nothing
+    /// now, don't call me back at once": the engine calls again only when a
+    /// subscriber asks for more, or when the producer asks to be called with
+    /// the [`StageWaker`] from [`Context::waker`] (from a timer, another
+    /// task, a callback). This is GenStage's rule: `handle_demand` runs when
+    /// demand arrives, and a producer with nothing keeps the demand and
+    /// emits later. A source that can be awaited is better awaited: then
+    /// nothing needs asking.
     ///
     /// Emitting more than `demand` is not a protocol breach that loses data:
     /// the surplus waits in the stage's output buffer (counted in stats) and

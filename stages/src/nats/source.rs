@@ -239,12 +239,13 @@ impl Producer<JetStreamMessage> for JetStreamSource {
         self.stats
             .largest_demand
             .fetch_max(demand as u64, Ordering::Relaxed);
-        if self.live.is_none() {
-            self.live = Some(self.connect().await?);
-        }
-        let Some(live) = self.live.as_mut() else {
-            return Ok(Flow::Continue);
+        // Returning nothing would leave this producer uncalled until new
+        // demand arrives, so there is no "not connected yet" return.
+        let live = match self.live.take() {
+            Some(live) => live,
+            None => self.connect().await?,
         };
+        let live = self.live.insert(live);
         let durable = || self.config.durable_name.clone().unwrap_or_default();
         loop {
             let (batch, outstanding) = match &mut live.batch {
