@@ -41,7 +41,9 @@ pub struct SubscriberSpec<T> {
     /// The partition this subscriber takes (partition dispatch only).
     pub partition: Option<usize>,
     /// Only events for which this returns `true` are sent (broadcast only).
-    /// Filtered events still count toward the subscriber's demand.
+    /// Only the events sent use the subscriber's demand: the dispatcher asks
+    /// again on its behalf for those the selector discards (GenStage's
+    /// behaviour), so a selective subscriber never runs out of demand.
     pub selector: Option<Selector<T>>,
 }
 
