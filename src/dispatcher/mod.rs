@@ -115,7 +115,10 @@ impl fmt::Display for DispatchError {
                 "a partition dispatcher subscriber must name its partition (0..{partitions})"
             ),
             DispatchError::PartitionTaken(p) => write!(f, "partition {p} already has a subscriber"),
-            DispatchError::AskZero(s) => write!(f, "subscription {s} asked for zero events"),
+            DispatchError::AskZero(s) => write!(
+                f,
+                "subscription {s} asked for zero events: a request must be positive (Reactive Streams rule 3.9)"
+            ),
         }
     }
 }
