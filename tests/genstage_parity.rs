@@ -505,6 +505,28 @@ fn genstage_demand_dispatcher_sends_to_the_largest_pending_demand() {
 }
 
 #[test]
+fn genstage_demand_dispatcher_forwards_the_sum_of_demand_to_the_producer() {
+    // 33: GenStage's DemandDispatcher passes every ask on to the producer.
+    testkit::block_on(async {
+        let (producer, handle) = testkit::producer::<u64>();
+        handle.extend(0..100);
+        let mut p = Pipeline::new();
+        let src = p.producer("producer", producer);
+        let mut a = testkit::consumer_named(&mut p, "a", &src, Subscribe::new().manual());
+        let mut b = testkit::consumer_named(&mut p, "b", &src, Subscribe::new().manual());
+        let _run = p.spawn().unwrap();
+        a.ask(3).unwrap();
+        b.ask(5).unwrap();
+        // One call for both asks; its batch goes to the hungriest first.
+        assert_eq!(b.expect_n(5).await, (0..5).collect::<Vec<_>>());
+        assert_eq!(a.expect_n(3).await, (5..8).collect::<Vec<_>>());
+        a.expect_none().await;
+        b.expect_none().await;
+        demandflow::assert_demand!(handle, [8]);
+    });
+}
+
+#[test]
 fn genstage_partition_buffers_events_without_demand_and_refuses_unknown_partitions() {
     // 34
     let (a, b) = (SubscriptionId(1), SubscriptionId(2));

@@ -142,10 +142,11 @@ pub type Decisions<T> = Vec<(SubscriptionId, Vec<T>)>;
 /// d.subscribe(b, Default::default()).unwrap();
 /// d.ask(a, 3).unwrap();
 /// d.ask(b, 5).unwrap();
-/// assert_eq!(d.demand(), 5); // one call's worth, for the hungriest subscriber
+/// assert_eq!(d.demand(), 8); // what they asked for together
 /// let mut out = vec![];
 /// d.dispatch(vec![10, 11, 12, 13, 14, 15], &mut out);
 /// assert_eq!(out, vec![(b, vec![10, 11, 12, 13, 14]), (a, vec![15])]);
+/// assert_eq!(d.demand(), 2);
 /// ```
 pub trait Dispatcher<T>: Send + 'static {
     /// Registers a subscriber with no demand yet.
