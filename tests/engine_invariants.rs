@@ -197,6 +197,10 @@ impl Sel {
     }
 }
 
+/// A sink of a selector graph: its name, what it received, and the
+/// selectors on its path from the broadcasting stage.
+type Sink = (String, Arc<Mutex<Vec<u64>>>, Vec<Sel>);
+
 fn selector_strategy() -> impl Strategy<Value = Sel> {
     prop_oneof![
         Just(Sel::All),
@@ -324,8 +328,7 @@ proptest! {
         delays in proptest::collection::vec(0u64..300, 8),
     ) {
         let zero = Arc::new(AtomicU64::new(0));
-        // (sink, its events, the selectors on its path)
-        let mut sinks: Vec<(String, Arc<Mutex<Vec<u64>>>, Vec<Sel>)> = Vec::new();
+        let mut sinks: Vec<Sink> = Vec::new();
         let rt = runtime();
         let result: Result<(), String> = rt.block_on(async {
             let mut p = Pipeline::new();
