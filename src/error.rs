@@ -138,7 +138,10 @@ pub enum AskError {
 impl fmt::Display for AskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AskError::Zero => write!(f, "asked for zero events"),
+            AskError::Zero => write!(
+                f,
+                "asked for zero events: a request must be positive (Reactive Streams rule 3.9)"
+            ),
             AskError::NotManual => write!(f, "the stage has no manual-demand subscription"),
         }
     }

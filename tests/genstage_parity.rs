@@ -224,7 +224,7 @@ fn genstage_broadcast_subscriber_that_never_asks_holds_everyone_until_it_cancels
 }
 
 #[test]
-fn genstage_broadcast_cancel_releases_demand_selector_counts_and_duplicates_are_refused() {
+fn genstage_broadcast_cancel_releases_demand_selector_reasks_and_duplicates_are_refused() {
     // 12
     let (a, b) = (SubscriptionId(1), SubscriptionId(2));
     let mut d = BroadcastDispatcher::<u64>::new();
@@ -243,14 +243,19 @@ fn genstage_broadcast_cancel_releases_demand_selector_counts_and_duplicates_are_
     d.ask(b, 4).unwrap();
     let mut out = vec![];
     d.dispatch(vec![1, 2, 3, 4], &mut out);
-    // b's selector filters; the filtered events still use b's demand.
+    // b's selector filters; GenStage asks again on b's behalf for the 2 it
+    // discarded, so only the 2 it received use its demand.
     assert_eq!(out, vec![(a, vec![1, 2, 3, 4]), (b, vec![2, 4])]);
     d.ask(a, 5).unwrap();
-    assert_eq!(d.demand(), 0);
+    assert_eq!(d.demand(), 2, "b still has the 2 it discarded");
+    out.clear();
+    d.dispatch(vec![5, 6], &mut out);
+    assert_eq!(out, vec![(a, vec![5, 6]), (b, vec![6])]);
+    assert_eq!(d.demand(), 1);
     assert_eq!(d.cancel(b), Ok(0));
     assert_eq!(
         d.demand(),
-        5,
+        3,
         "cancelling the slow subscriber releases demand"
     );
 }
@@ -497,6 +502,28 @@ fn genstage_demand_dispatcher_sends_to_the_largest_pending_demand() {
     out.clear();
     d.dispatch(vec![4, 5, 6], &mut out);
     assert_eq!(out, vec![(a, vec![4, 5, 6])]);
+}
+
+#[test]
+fn genstage_demand_dispatcher_forwards_the_sum_of_demand_to_the_producer() {
+    // 33: GenStage's DemandDispatcher passes every ask on to the producer.
+    testkit::block_on(async {
+        let (producer, handle) = testkit::producer::<u64>();
+        handle.extend(0..100);
+        let mut p = Pipeline::new();
+        let src = p.producer("producer", producer);
+        let mut a = testkit::consumer_named(&mut p, "a", &src, Subscribe::new().manual());
+        let mut b = testkit::consumer_named(&mut p, "b", &src, Subscribe::new().manual());
+        let _run = p.spawn().unwrap();
+        a.ask(3).unwrap();
+        b.ask(5).unwrap();
+        // One call for both asks; its batch goes to the hungriest first.
+        assert_eq!(b.expect_n(5).await, (0..5).collect::<Vec<_>>());
+        assert_eq!(a.expect_n(3).await, (5..8).collect::<Vec<_>>());
+        a.expect_none().await;
+        b.expect_none().await;
+        demandflow::assert_demand!(handle, [8]);
+    });
 }
 
 #[test]

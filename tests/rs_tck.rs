@@ -417,13 +417,21 @@ fn rs_3_9_ask_zero_is_an_error() {
     // A stage's manual ask.
     let cx = Context::detached("stage");
     assert_eq!(cx.ask(0), Err(AskError::Zero));
-    assert_eq!(AskError::Zero.to_string(), "asked for zero events");
+    // The message names the rule, so a user reading the error knows why.
+    assert_eq!(
+        AskError::Zero.to_string(),
+        "asked for zero events: a request must be positive (Reactive Streams rule 3.9)"
+    );
     // The dispatcher's.
     let mut d = DemandDispatcher::<u8>::new();
     d.subscribe(SubscriptionId(1), Default::default()).unwrap();
     assert_eq!(
         d.ask(SubscriptionId(1), 0),
         Err(DispatchError::AskZero(SubscriptionId(1)))
+    );
+    assert_eq!(
+        DispatchError::AskZero(SubscriptionId(1)).to_string(),
+        "subscription #1 asked for zero events: a request must be positive (Reactive Streams rule 3.9)"
     );
 }
 

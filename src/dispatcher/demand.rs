@@ -5,10 +5,12 @@ use super::{Decisions, DispatchError, Dispatcher, SubscriberSpec, SubscriptionId
 /// Sends each batch to the subscriber with the most pending demand (load
 /// balancing, GenStage's `DemandDispatcher`).
 ///
-/// [`Dispatcher::demand`] is the largest single subscriber's demand, not the
-/// sum: one call's output then goes whole to one subscriber and is moved, not
-/// split and copied. The rest of the demand is not forgotten; it is offered
-/// on the next call.
+/// [`Dispatcher::demand`] is the sum of the subscribers' pending demand, as
+/// GenStage forwards every ask to the producer: the producer may fill every
+/// subscriber in one call, and a batch larger than the hungriest
+/// subscriber's demand is split, in order, over the next hungriest. Offering
+/// only the largest single demand would leave the other subscribers waiting
+/// for further calls while they have asked and are idle.
 #[derive(Debug)]
 pub struct DemandDispatcher<T> {
     /// (subscriber, pending demand), in subscription order.
@@ -87,7 +89,9 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher<T> {
         if !self.buffer.is_empty() {
             return 0;
         }
-        self.subs.iter().map(|&(_, p)| p).max().unwrap_or(0)
+        self.subs
+            .iter()
+            .fold(0usize, |acc, &(_, p)| acc.saturating_add(p))
     }
 
     fn dispatch(&mut self, mut events: Vec<T>, out: &mut Decisions<T>) {
@@ -156,7 +160,7 @@ mod tests {
         out.clear();
         d.dispatch(vec![4, 5], &mut out);
         assert_eq!(out, vec![(A, vec![4, 5])]);
-        assert_eq!(d.demand(), 1);
+        assert_eq!(d.demand(), 1, "B's one left");
     }
 
     #[test]
@@ -196,6 +200,28 @@ mod tests {
         d.ask(A, usize::MAX).unwrap();
         d.ask(A, 5).unwrap();
         assert_eq!(d.demand(), usize::MAX);
+        d.ask(B, 5).unwrap();
+        assert_eq!(d.demand(), usize::MAX, "the sum saturates too");
+    }
+
+    #[test]
+    fn genstage_producer_is_offered_the_sum_of_pending_demand() {
+        let mut d = two();
+        d.ask(A, 3).unwrap();
+        d.ask(B, 5).unwrap();
+        assert_eq!(d.demand(), 8);
+        // One call's worth fills both, hungriest first, in order, and
+        // nothing is left over.
+        let mut out = vec![];
+        d.dispatch((1..=8).collect(), &mut out);
+        assert_eq!(out, vec![(B, vec![1, 2, 3, 4, 5]), (A, vec![6, 7, 8])]);
+        assert_eq!(d.buffered(), 0);
+        assert_eq!(d.demand(), 0);
+        // A cancelled subscriber's demand leaves the sum.
+        d.ask(A, 2).unwrap();
+        d.ask(B, 4).unwrap();
+        assert_eq!(d.cancel(B), Ok(0));
+        assert_eq!(d.demand(), 2);
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub struct SubscriberSpec<T> {
     /// The partition this subscriber takes (partition dispatch only).
     pub partition: Option<usize>,
     /// Only events for which this returns `true` are sent (broadcast only).
-    /// Filtered events still count toward the subscriber's demand.
+    /// Only the events sent use the subscriber's demand: the dispatcher asks
+    /// again on its behalf for those the selector discards (GenStage's
+    /// behaviour), so a selective subscriber never runs out of demand.
     pub selector: Option<Selector<T>>,
 }
 
@@ -113,7 +115,10 @@ impl fmt::Display for DispatchError {
                 "a partition dispatcher subscriber must name its partition (0..{partitions})"
             ),
             DispatchError::PartitionTaken(p) => write!(f, "partition {p} already has a subscriber"),
-            DispatchError::AskZero(s) => write!(f, "subscription {s} asked for zero events"),
+            DispatchError::AskZero(s) => write!(
+                f,
+                "subscription {s} asked for zero events: a request must be positive (Reactive Streams rule 3.9)"
+            ),
         }
     }
 }
@@ -137,10 +142,11 @@ pub type Decisions<T> = Vec<(SubscriptionId, Vec<T>)>;
 /// d.subscribe(b, Default::default()).unwrap();
 /// d.ask(a, 3).unwrap();
 /// d.ask(b, 5).unwrap();
-/// assert_eq!(d.demand(), 5); // one call's worth, for the hungriest subscriber
+/// assert_eq!(d.demand(), 8); // what they asked for together
 /// let mut out = vec![];
 /// d.dispatch(vec![10, 11, 12, 13, 14, 15], &mut out);
 /// assert_eq!(out, vec![(b, vec![10, 11, 12, 13, 14]), (a, vec![15])]);
+/// assert_eq!(d.demand(), 2);
 /// ```
 pub trait Dispatcher<T>: Send + 'static {
     /// Registers a subscriber with no demand yet.
