@@ -28,11 +28,9 @@
 use std::io::Write;
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::provider::{
-    Api, FinalMessage, MessageBuilder, ProviderDecoder, ProviderEvent, ServerTool, Usage,
-};
+use crate::provider::{Api, FinalMessage, MessageBuilder, ProviderDecoder, ProviderEvent, Usage};
 
 const USAGE: &str =
     "usage: demandflow replay --api openai-responses|openai-chat|anthropic-messages [--chunk N] FILE";
@@ -119,69 +117,30 @@ struct Summary<'a> {
 
 impl<'a> Summary<'a> {
     fn new(m: &'a FinalMessage, events: usize) -> Self {
-        let reasoning = m
-            .reasoning
-            .iter()
-            .map(|r| {
-                let mut v = json!({"index": r.index, "text": r.text});
-                for (key, value) in [
-                    ("id", &r.id),
-                    ("signature", &r.signature),
-                    ("redacted", &r.redacted),
-                ] {
-                    if let Some(value) = value {
-                        v[key] = json!(value);
-                    }
-                }
-                v
-            })
-            .collect();
-        let tool_calls = m
-            .tool_calls
-            .iter()
-            .map(|c| {
-                let mut v = json!({
-                    "index": c.index,
-                    "id": c.id,
-                    "name": c.name,
-                    "kind": c.kind,
-                    "finished": c.finished,
-                });
-                match &c.arguments {
-                    Ok(arguments) => v["arguments"] = arguments.clone(),
-                    Err(err) => {
-                        v["error"] = json!(err.message);
-                        v["raw"] = json!(err.raw);
-                    }
-                }
-                v
-            })
-            .collect();
-        let server_tools = m
-            .server_tools
-            .iter()
-            .map(|t| match t {
-                ServerTool::Call {
-                    index, id, name, ..
-                } => json!({"type": "call", "index": index, "id": id, "name": name}),
-                ServerTool::Result {
-                    index,
-                    tool_use_id,
-                    kind,
-                    ..
-                } => json!({"type": "result", "index": index, "tool_use_id": tool_use_id, "kind": kind}),
-            })
-            .collect();
+        let mut json = m.to_json();
+        let mut take = |key: &str| match json[key].take() {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        };
         Summary {
             status: m.status.as_str(),
             text: &m.text,
             usage: m.usage,
             events,
             stop_reason: m.stop_reason.as_deref(),
-            reasoning,
+            reasoning: take("reasoning"),
             refusal: m.refusal.as_deref(),
-            tool_calls,
-            server_tools,
+            tool_calls: take("tool_calls"),
+            // The input is in the event lines; the summary names the calls.
+            server_tools: take("server_tools")
+                .into_iter()
+                .map(|mut tool| {
+                    if let Value::Object(fields) = &mut tool {
+                        fields.remove("input");
+                    }
+                    tool
+                })
+                .collect(),
             citations: m.citations.len(),
         }
     }

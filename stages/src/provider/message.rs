@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use demandflow::{BoxError, Consumer, Context};
+use serde_json::{json, Value};
 
 use super::{ProviderEvent, Status, ToolKind, Usage};
 
@@ -145,6 +146,89 @@ impl FinalMessage {
     /// Whether the model finished normally ([`Status::Completed`]).
     pub fn is_success(&self) -> bool {
         self.status == Status::Completed
+    }
+
+    /// The message as JSON, the form `demandflow replay`'s summary and the
+    /// fixtures' `final` use: `id`, `model`, `text`, `reasoning` (blocks
+    /// `{index,id?,text,signature?,redacted?}`), `refusal`, `tool_calls`
+    /// (`{index,id,name,kind,finished,arguments}`, with `error` and `raw`
+    /// in place of `arguments` when they are not JSON), `server_tools`
+    /// (`{type:"call",index,id,name,input}` or
+    /// `{type:"result",index,tool_use_id,kind}`), `citations` (the
+    /// citation objects), `usage`, `status`, `stop_reason`, `errors`
+    /// (kinds).
+    pub fn to_json(&self) -> Value {
+        let m = self;
+        let reasoning: Vec<Value> = m
+            .reasoning
+            .iter()
+            .map(|r| {
+                let mut v = json!({"index": r.index, "text": r.text});
+                for (key, value) in [
+                    ("id", &r.id),
+                    ("signature", &r.signature),
+                    ("redacted", &r.redacted),
+                ] {
+                    if let Some(value) = value {
+                        v[key] = json!(value);
+                    }
+                }
+                v
+            })
+            .collect();
+        let tool_calls: Vec<Value> = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                let mut v = json!({
+                    "index": c.index,
+                    "id": c.id,
+                    "name": c.name,
+                    "kind": c.kind,
+                    "finished": c.finished,
+                });
+                match &c.arguments {
+                    Ok(arguments) => v["arguments"] = arguments.clone(),
+                    Err(err) => {
+                        v["error"] = json!(err.message);
+                        v["raw"] = json!(err.raw);
+                    }
+                }
+                v
+            })
+            .collect();
+        let server_tools: Vec<Value> = m
+            .server_tools
+            .iter()
+            .map(|t| match t {
+                ServerTool::Call {
+                    index,
+                    id,
+                    name,
+                    input,
+                } => json!({"type": "call", "index": index, "id": id, "name": name, "input": input}),
+                ServerTool::Result {
+                    index,
+                    tool_use_id,
+                    kind,
+                    ..
+                } => json!({"type": "result", "index": index, "tool_use_id": tool_use_id, "kind": kind}),
+            })
+            .collect();
+        json!({
+            "id": m.id,
+            "model": m.model,
+            "text": m.text,
+            "reasoning": reasoning,
+            "refusal": m.refusal,
+            "tool_calls": tool_calls,
+            "server_tools": server_tools,
+            "citations": m.citations.iter().map(|c| c.citation.clone()).collect::<Vec<_>>(),
+            "usage": m.usage,
+            "status": m.status,
+            "stop_reason": m.stop_reason,
+            "errors": m.errors.iter().map(|e| e.kind.clone()).collect::<Vec<_>>(),
+        })
     }
 }
 
