@@ -253,6 +253,7 @@ KNOWN = {
     "25_openai_chat_truncated": "SDK reports success on a stream cut before its terminal event",
     "27_anthropic_truncated": "SDK reports success on a stream cut before its terminal event",
     "28_openai_responses_truncated_utf8": "SDK reports success on a stream cut before its terminal event",
+    "43_anthropic_tool_use_cut_by_max_tokens": "Anthropic SDK parses cut tool input in partial mode, dropping the unfinished field",
 }
 
 
