@@ -6,10 +6,17 @@
 //! ```
 //!
 //! Output (stdout): each normalised event as one JSON line, then one line
-//! `{"summary":{"status":S,"text":T,"usage":U,"events":N}}` where `S` is
-//! `completed`, `incomplete`, `failed` or `truncated`, `T` the concatenated
-//! text deltas, `U` `{"input_tokens":I,"output_tokens":O}` (the last usage
-//! reported) or `null`, and `N` the number of event lines.
+//! `{"summary":{"status":S,"text":T,"usage":U,"events":N,...}}` where `S` is
+//! `completed`, `incomplete`, `refused`, `failed` or `truncated`, `T` the
+//! concatenated text deltas, `U` `{"input_tokens":I,"output_tokens":O}` (the
+//! last usage reported) or `null`, and `N` the number of event lines. The
+//! summary goes on with the rest of the [`FinalMessage`]:
+//! `stop_reason` (string or null), `reasoning` (blocks
+//! `{index,id?,text,signature?,redacted?}`), `refusal` (string or null),
+//! `tool_calls` (`{index,id,name,kind,finished,arguments}`, or `error` and
+//! `raw` in place of `arguments` when they are not JSON), `server_tools`
+//! (`{type:"call",index,id,name}` or `{type:"result",index,tool_use_id,kind}`)
+//! and `citations` (their number).
 //!
 //! Exit status: 0 when the transcript was replayed (whatever the stream's
 //! outcome); 2 with a one-line message on stderr for a usage error (missing
@@ -21,8 +28,9 @@
 use std::io::Write;
 
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::provider::{Api, ProviderDecoder, ProviderEvent, Status, Usage};
+use crate::provider::{Api, FinalMessage, MessageBuilder, ProviderDecoder, ProviderEvent, Usage};
 
 const USAGE: &str =
     "usage: demandflow replay --api openai-responses|openai-chat|anthropic-messages [--chunk N] FILE";
@@ -91,32 +99,57 @@ struct SummaryLine<'a> {
     summary: Summary<'a>,
 }
 
-/// Field order is the documented one: status, text, usage, events.
+/// Field order is the documented one: status, text, usage, events, then
+/// the rest of the final message.
 #[derive(Serialize)]
 struct Summary<'a> {
     status: &'static str,
     text: &'a str,
     usage: Option<Usage>,
     events: usize,
+    stop_reason: Option<&'a str>,
+    reasoning: Vec<Value>,
+    refusal: Option<&'a str>,
+    tool_calls: Vec<Value>,
+    server_tools: Vec<Value>,
+    citations: usize,
 }
 
-fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Completed => "completed",
-        Status::Incomplete => "incomplete",
-        Status::Failed => "failed",
-        Status::Truncated => "truncated",
-        Status::Cancelled => "cancelled",
-        Status::DeadlineExceeded => "deadline_exceeded",
+impl<'a> Summary<'a> {
+    fn new(m: &'a FinalMessage, events: usize) -> Self {
+        let mut json = m.to_json();
+        let mut take = |key: &str| match json[key].take() {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        Summary {
+            status: m.status.as_str(),
+            text: &m.text,
+            usage: m.usage,
+            events,
+            stop_reason: m.stop_reason.as_deref(),
+            reasoning: take("reasoning"),
+            refusal: m.refusal.as_deref(),
+            tool_calls: take("tool_calls"),
+            // The input is in the event lines; the summary names the calls.
+            server_tools: take("server_tools")
+                .into_iter()
+                .map(|mut tool| {
+                    if let Value::Object(fields) = &mut tool {
+                        fields.remove("input");
+                    }
+                    tool
+                })
+                .collect(),
+            citations: m.citations.len(),
+        }
     }
 }
 
 /// Accumulates what the summary line reports.
 #[derive(Default)]
 struct Totals {
-    text: String,
-    usage: Option<Usage>,
-    status: Option<Status>,
+    message: MessageBuilder,
     events: usize,
 }
 
@@ -127,12 +160,7 @@ impl Totals {
         stdout: &mut dyn Write,
     ) -> std::io::Result<()> {
         for event in events.drain(..) {
-            match &event {
-                ProviderEvent::TextDelta { text } => self.text.push_str(text),
-                ProviderEvent::Usage(usage) => self.usage = Some(*usage),
-                ProviderEvent::Done { status, .. } => self.status = Some(*status),
-                _ => {}
-            }
+            self.message.push(&event);
             serde_json::to_writer(&mut *stdout, &event)?;
             stdout.write_all(b"\n")?;
             self.events += 1;
@@ -212,13 +240,9 @@ fn replay(
         events.extend(err.to_events());
         totals.write(&mut events, stdout)?;
     }
+    let message = totals.message.finish();
     let summary = SummaryLine {
-        summary: Summary {
-            status: status_name(totals.status.unwrap_or(Status::Truncated)),
-            text: &totals.text,
-            usage: totals.usage,
-            events: totals.events,
-        },
+        summary: Summary::new(&message, totals.events),
     };
     serde_json::to_writer(&mut *stdout, &summary)?;
     stdout.write_all(b"\n")?;

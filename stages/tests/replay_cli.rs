@@ -99,7 +99,7 @@ fn replay_summary_line_has_the_documented_shape() {
     let last = out.stdout.lines().last().unwrap();
     assert_eq!(
         last,
-        r#"{"summary":{"status":"completed","text":"Demand flows upstream; data flows downstream.","usage":{"input_tokens":18,"output_tokens":8},"events":9}}"#
+        r#"{"summary":{"status":"completed","text":"Demand flows upstream; data flows downstream.","usage":{"input_tokens":18,"output_tokens":8},"events":9,"stop_reason":"stop","reasoning":[],"refusal":null,"tool_calls":[],"server_tools":[],"citations":0}}"#
     );
     let first = out.stdout.lines().next().unwrap();
     assert_eq!(

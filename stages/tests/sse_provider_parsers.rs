@@ -1,7 +1,9 @@
 //! The three provider parsers behind `ProviderDecoder` (CONFORMANCE.md
 //! §5.2–5.4): G-T4 (exactly one terminal outcome, nothing after it, EOF is
-//! never success), G-P3 (unknown event types are skipped, never fatal) and
-//! typed decode errors.
+//! never success), G-P3 (unknown event types are skipped, never fatal, but
+//! their data must be JSON), typed decode errors, and the issue 11 event
+//! model: reasoning, refusals, finished tool calls, server tools, citations
+//! and one outcome mapping across the APIs.
 
 mod sse_support;
 
@@ -81,17 +83,17 @@ fn g_t4_garbage_after_done_is_not_an_error() {
 fn g_p3_unknown_event_types_are_skipped() {
     let responses = decode(
         Api::OpenAiResponses,
-        "event: response.brand_new\ndata: not even json\n\nevent: response.output_text.delta\ndata: {\"delta\":\"x\"}\n\nevent: response.completed\ndata: {\"response\":{}}\n\n",
+        "event: response.brand_new\ndata: {\"future\":[1,2]}\n\nevent: response.output_text.delta\ndata: {\"delta\":\"x\"}\n\nevent: response.completed\ndata: {\"response\":{}}\n\n",
     );
     assert_eq!(responses, [text("x"), done(Status::Completed, None)]);
     let anthropic = decode(
         Api::AnthropicMessages,
-        "event: surprise\ndata: <html>\n\nevent: content_block_delta\ndata: {\"index\":0,\"delta\":{\"type\":\"future_delta\",\"x\":1}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        "event: surprise\ndata: {\"x\":null}\n\nevent: content_block_delta\ndata: {\"index\":0,\"delta\":{\"type\":\"future_delta\",\"x\":1}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     );
     assert_eq!(anthropic, [done(Status::Completed, None)]);
     let chat = decode(
         Api::OpenAiChat,
-        "event: keepalive\ndata: whatever\n\ndata: [DONE]\n\n",
+        "event: keepalive\ndata: {}\n\ndata: [DONE]\n\n",
     );
     assert_eq!(chat, [done(Status::Completed, None)]);
 }
@@ -104,7 +106,7 @@ fn responses_and_anthropic_fall_back_to_json_type_without_event_line() {
     );
     assert_eq!(
         events,
-        [text("hi"), done(Status::Incomplete, Some("content_filter"))]
+        [text("hi"), done(Status::Refused, Some("content_filter"))]
     );
     let events = decode(
         Api::AnthropicMessages,
@@ -157,7 +159,7 @@ fn chat_follows_choice_zero_only() {
     );
     let o = outcome(&events);
     assert_eq!(o.text, "A");
-    assert_eq!(o.status, Some(Status::Incomplete));
+    assert_eq!(o.status, Some(Status::Refused));
     assert_eq!(o.stop_reason.as_deref(), Some("content_filter"));
 }
 
@@ -191,7 +193,7 @@ fn anthropic_usage_is_cumulative_and_replaces() {
 }
 
 #[test]
-fn anthropic_thinking_never_reaches_text() {
+fn anthropic_thinking_is_reasoning_never_text() {
     let events = decode(
         Api::AnthropicMessages,
         concat!(
@@ -201,7 +203,20 @@ fn anthropic_thinking_never_reaches_text() {
             "event: message_stop\ndata: {}\n\n",
         ),
     );
-    assert_eq!(events, [text("Hi"), done(Status::Completed, None)]);
+    let reasoning = |t: &str| ProviderEvent::ReasoningDelta {
+        index: 0,
+        id: None,
+        text: t.into(),
+    };
+    assert_eq!(
+        events,
+        [
+            reasoning("secret"),
+            reasoning("more secret"),
+            text("Hi"),
+            done(Status::Completed, None)
+        ]
+    );
 }
 
 #[test]
@@ -299,4 +314,186 @@ proptest! {
             prop_assert_eq!(o.dones, 0);
         }
     }
+}
+
+#[test]
+fn invalid_json_in_an_event_the_parser_skips_is_an_error_for_every_api() {
+    let cases = [
+        (
+            Api::OpenAiResponses,
+            "event: response.output_text.done\ndata: {cut\n\n",
+        ),
+        (Api::OpenAiResponses, "data: not json\n\n"),
+        (Api::AnthropicMessages, "event: ping\ndata: <html>\n\n"),
+        (
+            Api::AnthropicMessages,
+            "event: content_block_stop\ndata: {\"index\":\n\n",
+        ),
+        (Api::OpenAiChat, "event: keepalive\ndata: whatever\n\n"),
+    ];
+    for (api, body) in cases {
+        let (events, err) = decode_provider(api, &[body.as_bytes()]);
+        assert!(events.is_empty(), "{api}: {body:?}");
+        assert!(
+            err.as_ref().is_some_and(|e| e.is_invalid_json()),
+            "{api}: {body:?} gave {err:?}"
+        );
+    }
+}
+
+/// The outcome table on `Status`: one mapping across the APIs, refusals and
+/// content filters apart from both success and token limits.
+#[test]
+fn stop_reasons_map_to_one_outcome_vocabulary() {
+    let anthropic = |reason: &str| {
+        decode(
+            Api::AnthropicMessages,
+            &format!("event: message_delta\ndata: {{\"delta\":{{\"stop_reason\":\"{reason}\"}}}}\n\nevent: message_stop\ndata: {{}}\n\n"),
+        )
+        .pop()
+        .unwrap()
+    };
+    let chat = |reason: &str| {
+        decode(
+            Api::OpenAiChat,
+            &format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"{reason}\"}}]}}\n\ndata: [DONE]\n\n"),
+        )
+        .pop()
+        .unwrap()
+    };
+    let responses = |reason: &str| {
+        decode(
+            Api::OpenAiResponses,
+            &format!("event: response.incomplete\ndata: {{\"response\":{{\"incomplete_details\":{{\"reason\":\"{reason}\"}}}}}}\n\n"),
+        )
+        .pop()
+        .unwrap()
+    };
+    for (reason, status) in [
+        ("end_turn", Status::Completed),
+        ("tool_use", Status::Completed),
+        ("stop_sequence", Status::Completed),
+        ("max_tokens", Status::Incomplete),
+        ("model_context_window_exceeded", Status::Incomplete),
+        ("pause_turn", Status::Incomplete),
+        ("refusal", Status::Refused),
+    ] {
+        assert_eq!(
+            anthropic(reason),
+            done(status, Some(reason)),
+            "anthropic {reason}"
+        );
+    }
+    for (reason, status) in [
+        ("stop", Status::Completed),
+        ("tool_calls", Status::Completed),
+        ("function_call", Status::Completed),
+        ("length", Status::Incomplete),
+        ("content_filter", Status::Refused),
+    ] {
+        assert_eq!(chat(reason), done(status, Some(reason)), "chat {reason}");
+    }
+    for (reason, status) in [
+        ("max_output_tokens", Status::Incomplete),
+        ("content_filter", Status::Refused),
+    ] {
+        assert_eq!(
+            responses(reason),
+            done(status, Some(reason)),
+            "responses {reason}"
+        );
+    }
+}
+
+#[test]
+fn a_refusal_delta_makes_an_otherwise_complete_answer_refused() {
+    let chat = decode(
+        Api::OpenAiChat,
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\"I can't\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+    );
+    assert_eq!(
+        chat[1..],
+        [
+            ProviderEvent::RefusalDelta {
+                text: "I can't".into()
+            },
+            done(Status::Refused, Some("stop"))
+        ]
+    );
+    let responses = decode(
+        Api::OpenAiResponses,
+        "event: response.refusal.delta\ndata: {\"output_index\":0,\"content_index\":0,\"delta\":\"No.\"}\n\nevent: response.completed\ndata: {\"response\":{}}\n\n",
+    );
+    assert_eq!(
+        responses,
+        [
+            ProviderEvent::RefusalDelta { text: "No.".into() },
+            done(Status::Refused, None)
+        ]
+    );
+}
+
+#[test]
+fn bad_tool_arguments_are_a_typed_event_and_the_stream_goes_on() {
+    let body = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":\"}}]},\"finish_reason\":\"length\"}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let events = decode(Api::OpenAiChat, body);
+    assert!(events.contains(&ProviderEvent::ToolCallInvalid {
+        index: 0,
+        id: "call_1".into(),
+        name: "f".into(),
+        arguments: "{\"a\":".into(),
+        error: "EOF while parsing a value at line 1 column 5".into(),
+    }));
+    assert_eq!(
+        events.last(),
+        Some(&done(Status::Incomplete, Some("length")))
+    );
+}
+
+#[test]
+fn anthropic_server_tool_use_is_not_a_client_tool_call() {
+    let events = decode(
+        Api::AnthropicMessages,
+        concat!(
+            "event: content_block_start\ndata: {\"index\":0,\"content_block\":{\"type\":\"server_tool_use\",\"id\":\"srvtoolu_1\",\"name\":\"web_search\",\"input\":{}}}\n\n",
+            "event: content_block_delta\ndata: {\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"query\\\": \\\"x\\\"}\"}}\n\n",
+            "event: content_block_stop\ndata: {\"index\":0}\n\n",
+            "event: message_stop\ndata: {}\n\n",
+        ),
+    );
+    assert_eq!(
+        events,
+        [
+            ProviderEvent::ServerToolCall {
+                index: 0,
+                id: "srvtoolu_1".into(),
+                name: "web_search".into(),
+                input: serde_json::json!({"query": "x"}),
+            },
+            done(Status::Completed, None)
+        ]
+    );
+}
+
+#[test]
+fn chat_legacy_function_call_is_a_tool_call() {
+    let events = decode(
+        Api::OpenAiChat,
+        concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"function_call\":{\"name\":\"f\",\"arguments\":\"\"}}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"function_call\":{\"arguments\":\"{}\"}},\"finish_reason\":\"function_call\"}]}\n\n",
+            "data: [DONE]\n\n",
+        ),
+    );
+    assert!(events.contains(&ProviderEvent::ToolCall {
+        index: 0,
+        id: String::new(),
+        name: "f".into(),
+        kind: demandflow_stages::provider::ToolKind::Function,
+        arguments: serde_json::json!({}),
+    }));
 }

@@ -362,15 +362,7 @@ async fn demo(o: Options) -> Result<i32, String> {
 
 /// The name `replay` and `stream` use for a status.
 pub(crate) fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Completed => "completed",
-        Status::Incomplete => "incomplete",
-        Status::Failed => "failed",
-        Status::Truncated => "truncated",
-        Status::Cancelled => "cancelled",
-        Status::DeadlineExceeded => "deadline_exceeded",
-        _ => "unknown",
-    }
+    status.as_str()
 }
 
 #[cfg(test)]

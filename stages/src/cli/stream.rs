@@ -28,7 +28,8 @@ consumer sleeps --consumer-delay-ms per event (a slow consumer pushes back to
 the server through TCP). Prints the text as it arrives (--json: each
 normalised event as a JSON line), then one summary line:
   {\"summary\":{\"status\":S,\"text\":T,\"usage\":U,\"events\":N}}
-S is completed, incomplete, failed, truncated, cancelled or deadline_exceeded.
+S is completed, incomplete, refused, failed, truncated, cancelled or
+deadline_exceeded (docs/providers.md maps each API's stop reasons to these).
 
   --api API        openai-responses | openai-chat | anthropic-messages
   --base-url URL   scheme, host, port and optional path prefix; the API's path
@@ -37,7 +38,8 @@ S is completed, incomplete, failed, truncated, cancelled or deadline_exceeded.
 The key is read from OPENAI_API_KEY or ANTHROPIC_API_KEY (a placeholder is
 sent when unset, for local servers).
 
-exit status: 0 completed or incomplete, 1 any other outcome, 2 usage error";
+exit status: 0 completed or incomplete, 1 any other outcome (refused
+included), 2 usage error";
 
 /// Sent when the key's variable is unset: local servers accept anything.
 const PLACEHOLDER_KEY: &str = "demandflow-no-key";

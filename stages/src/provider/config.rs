@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::Url;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::request::{Message, ReasoningConfig, RequestSpec, Tool, ToolChoice};
 use super::retry::{ExponentialBackoff, RetryPolicy};
 use super::Api;
 use crate::sse::DEFAULT_MAX_EVENT_BYTES;
@@ -140,53 +141,6 @@ impl Timeouts {
     }
 }
 
-/// Who speaks in a [`Message`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Role {
-    /// The user.
-    User,
-    /// The model, in earlier turns.
-    Assistant,
-}
-
-impl Role {
-    fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
-}
-
-/// One turn of the conversation sent to the model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Message {
-    /// Who says it.
-    pub role: Role,
-    /// What is said.
-    pub content: String,
-}
-
-impl Message {
-    /// A user turn.
-    pub fn user(content: impl Into<String>) -> Message {
-        Message {
-            role: Role::User,
-            content: content.into(),
-        }
-    }
-
-    /// An assistant turn.
-    pub fn assistant(content: impl Into<String>) -> Message {
-        Message {
-            role: Role::Assistant,
-            content: content.into(),
-        }
-    }
-}
-
 /// Everything needed to make (and re-make, after a restart) one streaming
 /// request. Cheap to clone.
 ///
@@ -211,10 +165,7 @@ pub struct ProviderConfig {
     base_url: Url,
     endpoint: Url,
     api_key: Option<ApiKey>,
-    model: String,
-    max_tokens: u32,
-    system: Option<String>,
-    messages: Vec<Message>,
+    spec: RequestSpec,
     timeouts: Timeouts,
     retry: Arc<dyn RetryPolicy>,
     max_event_bytes: usize,
@@ -227,9 +178,10 @@ impl fmt::Debug for ProviderConfig {
             .field("api", &self.api)
             .field("endpoint", &self.endpoint.as_str())
             .field("api_key", &self.api_key)
-            .field("model", &self.model)
-            .field("max_tokens", &self.max_tokens)
-            .field("messages", &self.messages.len())
+            .field("model", &self.spec.model)
+            .field("max_tokens", &self.spec.max_tokens)
+            .field("messages", &self.spec.messages.len())
+            .field("tools", &self.spec.tools.len())
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
@@ -248,6 +200,14 @@ fn default_model(api: Api) -> &'static str {
     match api {
         Api::AnthropicMessages => "claude-sonnet-4-5",
         _ => "gpt-4.1-mini",
+    }
+}
+
+fn default_spec(api: Api) -> RequestSpec {
+    RequestSpec {
+        model: default_model(api).to_owned(),
+        max_tokens: 1024,
+        ..RequestSpec::default()
     }
 }
 
@@ -329,10 +289,7 @@ impl ProviderConfig {
             endpoint: join_endpoint(api, &base_url),
             base_url,
             api_key: None,
-            model: default_model(api).to_owned(),
-            max_tokens: 1024,
-            system: None,
-            messages: Vec::new(),
+            spec: default_spec(api),
             timeouts: Timeouts::default(),
             retry: Arc::new(ExponentialBackoff::default()),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
@@ -351,10 +308,7 @@ impl ProviderConfig {
                 endpoint: join_endpoint(api, &url),
                 base_url: url,
                 api_key: None,
-                model: default_model(api).to_owned(),
-                max_tokens: 1024,
-                system: None,
-                messages: Vec::new(),
+                spec: default_spec(api),
                 timeouts: Timeouts::default(),
                 retry: Arc::new(ExponentialBackoff::default()),
                 max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
@@ -382,32 +336,90 @@ impl ProviderConfig {
 
     /// Sets the model.
     pub fn model(mut self, model: impl Into<String>) -> ProviderConfig {
-        self.model = model.into();
+        self.spec.model = model.into();
         self
     }
 
     /// Sets the output token limit.
     pub fn max_tokens(mut self, n: u32) -> ProviderConfig {
-        self.max_tokens = n;
+        self.spec.max_tokens = n;
+        self
+    }
+
+    /// Replaces the tools the model may call.
+    pub fn tools(mut self, tools: impl IntoIterator<Item = Tool>) -> ProviderConfig {
+        self.spec.tools = tools.into_iter().collect();
+        self
+    }
+
+    /// Sets whether and which tool the model must call.
+    pub fn tool_choice(mut self, choice: ToolChoice) -> ProviderConfig {
+        self.spec.tool_choice = Some(choice);
+        self
+    }
+
+    /// Sets the sampling temperature.
+    pub fn temperature(mut self, t: f64) -> ProviderConfig {
+        self.spec.temperature = Some(t);
+        self
+    }
+
+    /// Sets nucleus sampling's `top_p`.
+    pub fn top_p(mut self, p: f64) -> ProviderConfig {
+        self.spec.top_p = Some(p);
+        self
+    }
+
+    /// Sets the stop sequences (Anthropic `stop_sequences`, Chat `stop`;
+    /// the Responses API has none and ignores them).
+    pub fn stop(mut self, stop: impl IntoIterator<Item = impl Into<String>>) -> ProviderConfig {
+        self.spec.stop = stop.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the reasoning settings (each API takes the one it has; see
+    /// [`ReasoningConfig`]).
+    pub fn reasoning(mut self, reasoning: ReasoningConfig) -> ProviderConfig {
+        self.spec.reasoning = reasoning;
+        self
+    }
+
+    /// Merges `extra` (a JSON object) into every request body: objects
+    /// merge key by key, other values replace, `null` removes a key. The
+    /// escape hatch for fields this crate does not model.
+    ///
+    /// ```
+    /// use demandflow_stages::provider::{Api, ProviderConfig};
+    ///
+    /// let cfg = ProviderConfig::official(Api::OpenAiChat)
+    ///     .extra_body(serde_json::json!({"seed": 7, "stream_options": {"include_obfuscation": false}}));
+    /// let body = cfg.request_body();
+    /// assert_eq!(body["seed"], 7);
+    /// assert_eq!(body["stream_options"], serde_json::json!({"include_usage": true, "include_obfuscation": false}));
+    /// ```
+    pub fn extra_body(mut self, extra: serde_json::Value) -> ProviderConfig {
+        if let serde_json::Value::Object(map) = extra {
+            self.spec.extra = map;
+        }
         self
     }
 
     /// Sets the system prompt (Responses `instructions`, Anthropic `system`,
     /// a Chat `system` message).
     pub fn system(mut self, system: impl Into<String>) -> ProviderConfig {
-        self.system = Some(system.into());
+        self.spec.system = Some(system.into());
         self
     }
 
     /// Replaces the conversation with one user message.
     pub fn prompt(mut self, prompt: impl Into<String>) -> ProviderConfig {
-        self.messages = vec![Message::user(prompt)];
+        self.spec.messages = vec![Message::user(prompt)];
         self
     }
 
     /// Replaces the conversation.
     pub fn messages(mut self, messages: impl IntoIterator<Item = Message>) -> ProviderConfig {
-        self.messages = messages.into_iter().collect();
+        self.spec.messages = messages.into_iter().collect();
         self
     }
 
@@ -460,7 +472,12 @@ impl ProviderConfig {
 
     /// The model.
     pub fn model_name(&self) -> &str {
-        &self.model
+        &self.spec.model
+    }
+
+    /// The conversation.
+    pub fn conversation(&self) -> &[Message] {
+        &self.spec.messages
     }
 
     /// The timeouts.
@@ -500,51 +517,7 @@ impl ProviderConfig {
     /// assert_eq!(body["messages"][0]["content"], "hi");
     /// ```
     pub fn request_body(&self) -> Value {
-        let turns = |with_system: bool| {
-            let mut v: Vec<Value> = Vec::new();
-            if let (true, Some(s)) = (with_system, &self.system) {
-                v.push(json!({"role": "system", "content": s}));
-            }
-            v.extend(
-                self.messages
-                    .iter()
-                    .map(|m| json!({"role": m.role.as_str(), "content": m.content})),
-            );
-            v
-        };
-        match self.api {
-            Api::OpenAiResponses => {
-                let mut body = json!({
-                    "model": self.model,
-                    "input": turns(false),
-                    "max_output_tokens": self.max_tokens,
-                    "stream": true,
-                });
-                if let Some(s) = &self.system {
-                    body["instructions"] = json!(s);
-                }
-                body
-            }
-            Api::OpenAiChat => json!({
-                "model": self.model,
-                "messages": turns(true),
-                "max_tokens": self.max_tokens,
-                "stream": true,
-                "stream_options": {"include_usage": true},
-            }),
-            _ => {
-                let mut body = json!({
-                    "model": self.model,
-                    "max_tokens": self.max_tokens,
-                    "messages": turns(false),
-                    "stream": true,
-                });
-                if let Some(s) = &self.system {
-                    body["system"] = json!(s);
-                }
-                body
-            }
-        }
+        self.spec.body(self.api)
     }
 
     /// The request headers: JSON in, SSE out, and the API's auth

@@ -30,14 +30,33 @@ pub struct Usage {
 }
 
 /// How a provider stream ended. Exactly one per stream.
+///
+/// The same outcome means the same thing whatever the API; the provider's
+/// own reason stays verbatim in [`ProviderEvent::Done::stop_reason`]. The
+/// mapping (also in `docs/providers.md`):
+///
+/// | outcome | Anthropic Messages `stop_reason` | Chat `finish_reason` | Responses terminal event |
+/// |---|---|---|---|
+/// | `Completed` | `end_turn`, `stop_sequence`, `tool_use`, unknown | `stop`, `tool_calls`, `function_call`, unknown | `response.completed` |
+/// | `Incomplete` | `max_tokens`, `model_context_window_exceeded`, `pause_turn` | `length` | `response.incomplete` (any reason but `content_filter`) |
+/// | `Refused` | `refusal` | `content_filter` | `response.incomplete` with reason `content_filter` |
+/// | `Failed` | `error` event | a chunk with `error` | `response.failed`, `error` |
+///
+/// A stream that would be `Completed` but carried refusal text
+/// ([`ProviderEvent::RefusalDelta`]) is `Refused`: the model declined, so the
+/// answer is not a success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Status {
     /// The model finished normally.
     Completed,
-    /// The output was cut by a limit (max tokens, content filter).
+    /// The output was cut before the model finished: a token limit (max
+    /// tokens, context window) or a paused turn to be continued.
     Incomplete,
+    /// The model declined to answer or the provider's safety system stopped
+    /// it (refusal, content filter).
+    Refused,
     /// The provider reported an error (in-stream error event, failed response, HTTP error).
     Failed,
     /// The body ended before any terminal event: never success.
@@ -48,7 +67,51 @@ pub enum Status {
     DeadlineExceeded,
 }
 
+impl Status {
+    /// The outcome's snake_case name, as serialized: `completed`,
+    /// `incomplete`, `refused`, `failed`, `truncated`, `cancelled` or
+    /// `deadline_exceeded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Completed => "completed",
+            Status::Incomplete => "incomplete",
+            Status::Refused => "refused",
+            Status::Failed => "failed",
+            Status::Truncated => "truncated",
+            Status::Cancelled => "cancelled",
+            Status::DeadlineExceeded => "deadline_exceeded",
+        }
+    }
+}
+
+/// What kind of client tool a [`ProviderEvent::ToolCall`] calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ToolKind {
+    /// A function tool with JSON arguments (Chat `tool_calls` and the
+    /// deprecated `function_call`, Responses `function_call`, Anthropic
+    /// `tool_use`).
+    #[default]
+    Function,
+    /// A free-form tool whose input is plain text (Responses
+    /// `custom_tool_call`); its arguments are a JSON string holding the
+    /// text.
+    Custom,
+}
+
 /// One normalised streaming event.
+///
+/// Deltas carry an `index` naming the content block (Anthropic), output item
+/// (Responses) or tool call (Chat) they belong to, so pieces of the same
+/// block can be put together; `index` values of different kinds of block
+/// never collide within one API's stream except in Chat, whose reasoning,
+/// text and refusal have no index of their own (0).
+///
+/// Order guarantees: a [`ProviderEvent::ToolCall`] (or
+/// [`ProviderEvent::ToolCallInvalid`]) comes after every
+/// [`ProviderEvent::ToolCallDelta`] of the same index; [`ProviderEvent::Done`]
+/// is last.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -65,8 +128,47 @@ pub enum ProviderEvent {
         /// The text to append.
         text: String,
     },
-    /// A piece of a tool call: its identity on the first delta, argument JSON
-    /// fragments after.
+    /// A piece of the model's visible reasoning: Anthropic `thinking`,
+    /// Responses reasoning summaries and reasoning text, Chat
+    /// `reasoning_content` (or `reasoning`) from compatible servers. Never
+    /// part of the answer's text.
+    ReasoningDelta {
+        /// The reasoning block's index.
+        index: usize,
+        /// The reasoning item's id, when this delta carries it (Responses
+        /// `rs_…`, needed to send the item back).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The text to append.
+        text: String,
+    },
+    /// The opaque token that lets reasoning be sent back in the next turn:
+    /// Anthropic `signature_delta`, Responses `encrypted_content` of a
+    /// finished reasoning item. Replaces any earlier one of the same index.
+    ReasoningSignature {
+        /// The reasoning block's index.
+        index: usize,
+        /// The signature, verbatim.
+        signature: String,
+    },
+    /// Reasoning the provider withheld, as opaque data to send back
+    /// unchanged (Anthropic `redacted_thinking`).
+    RedactedReasoning {
+        /// The block's index.
+        index: usize,
+        /// The encrypted data, verbatim.
+        data: String,
+    },
+    /// A piece of a refusal: the model declines, in words (Chat
+    /// `delta.refusal`, Responses `response.refusal.delta`). A stream with a
+    /// refusal ends [`Status::Refused`].
+    RefusalDelta {
+        /// The text to append.
+        text: String,
+    },
+    /// A piece of a client tool call: its identity on the first delta,
+    /// argument fragments after (JSON text for function tools, plain text for
+    /// custom tools).
     ToolCallDelta {
         /// The tool call's index in the response.
         index: usize,
@@ -74,8 +176,76 @@ pub enum ProviderEvent {
         id: Option<String>,
         /// The tool's name, when this delta carries it.
         name: Option<String>,
-        /// A fragment of the arguments' JSON text.
+        /// A fragment of the arguments.
         arguments: String,
+    },
+    /// A finished client tool call, its arguments parsed: the application
+    /// should run it and send the result back. Comes after the call's
+    /// deltas.
+    ToolCall {
+        /// The tool call's index in the response (as in its deltas).
+        index: usize,
+        /// The call id a tool result must quote (`call_…`, `toolu_…`);
+        /// empty when the provider sent none (Chat's legacy `function_call`).
+        id: String,
+        /// The tool's name.
+        name: String,
+        /// Function or custom tool.
+        kind: ToolKind,
+        /// The arguments: a JSON value for function tools (`{}` when the
+        /// model sent none), a JSON string holding the raw input for custom
+        /// tools.
+        arguments: serde_json::Value,
+    },
+    /// A finished client tool call whose arguments are not valid JSON (the
+    /// model wrote bad JSON, or a token limit cut it). The stream goes on;
+    /// an agent can answer the call with an error.
+    ToolCallInvalid {
+        /// The tool call's index in the response.
+        index: usize,
+        /// The call id, empty when none was sent.
+        id: String,
+        /// The tool's name.
+        name: String,
+        /// The arguments as received.
+        arguments: String,
+        /// Why they do not parse (serde_json's message).
+        error: String,
+    },
+    /// A tool the provider runs itself (Anthropic `server_tool_use` and
+    /// `mcp_tool_use`; Responses built-in tool items such as
+    /// `web_search_call`). Informational: the application must not run it.
+    ServerToolCall {
+        /// The block or item index.
+        index: usize,
+        /// The provider's id for the call.
+        id: String,
+        /// The tool (`web_search`, `code_execution`, …; for Responses the
+        /// item type without `_call`).
+        name: String,
+        /// What the tool was given (Anthropic `input`); for Responses the
+        /// whole finished item, which holds the call and its outcome.
+        input: serde_json::Value,
+    },
+    /// The result of a server tool (Anthropic `*_tool_result` blocks such as
+    /// `web_search_tool_result`).
+    ServerToolResult {
+        /// The block index.
+        index: usize,
+        /// The [`ProviderEvent::ServerToolCall`] id it answers.
+        tool_use_id: String,
+        /// The block type, e.g. `web_search_tool_result`.
+        kind: String,
+        /// The block's `content`, verbatim.
+        content: serde_json::Value,
+    },
+    /// A citation attached to the text of block `index` (Anthropic
+    /// `citations_delta`, Responses `response.output_text.annotation.added`).
+    Citation {
+        /// The text block or message item index.
+        index: usize,
+        /// The citation object, verbatim (its `type` says which kind).
+        citation: serde_json::Value,
     },
     /// Token usage (cumulative: the latest replaces earlier ones).
     Usage(Usage),

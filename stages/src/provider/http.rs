@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use super::config::ProviderConfig;
 use super::error::{error_chain, redact};
+use super::message::{FinalMessage, MessageBuilder};
 use super::retry::{Decision, Failure, GiveUp, RetryInput};
 use super::{ProviderDecoder, ProviderError, ProviderEvent, Status, TimeoutKind};
 
@@ -521,6 +522,33 @@ impl ProviderStream {
             s.1 = Some(scope);
         }
         self
+    }
+}
+
+impl ProviderStream {
+    /// Drains the stream into one [`FinalMessage`]: text, reasoning, tool
+    /// calls with parsed arguments, server tool activity, citations, usage,
+    /// outcome, stop reason and ids.
+    ///
+    /// ```no_run
+    /// use demandflow_stages::provider::{Api, ProviderConfig, ProviderStream};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = ProviderConfig::official(Api::OpenAiResponses).prompt("Say hi");
+    /// let message = ProviderStream::new(config)?.final_message().await;
+    /// println!("{:?} {}", message.status, message.text);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn final_message(mut self) -> FinalMessage {
+        let mut builder = MessageBuilder::default();
+        while let Some(event) = self.next().await {
+            builder.push(&event);
+            if builder.is_done() {
+                break;
+            }
+        }
+        builder.finish()
     }
 }
 

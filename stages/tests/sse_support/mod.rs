@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use demandflow_stages::provider::{Api, DecodeError, ProviderDecoder, ProviderEvent, Status};
+use demandflow_stages::provider::{
+    Api, DecodeError, MessageBuilder, ProviderDecoder, ProviderEvent, Status,
+};
 use demandflow_stages::sse::{SseDecoder, SseError, SseEvent};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -186,6 +188,7 @@ pub fn status_name(status: Status) -> &'static str {
     match status {
         Status::Completed => "completed",
         Status::Incomplete => "incomplete",
+        Status::Refused => "refused",
         Status::Failed => "failed",
         Status::Truncated => "truncated",
         Status::Cancelled => "cancelled",
@@ -254,6 +257,14 @@ pub fn check_against_expected(fixture: &Fixture, how: &str, events: &[ProviderEv
             })
             .collect();
         assert_eq!(o.tool_calls, expected, "{ctx}: tool calls");
+    }
+    if let Some(expected) = e["final"].as_object() {
+        let mut builder = MessageBuilder::default();
+        events.iter().for_each(|event| builder.push(event));
+        let message = builder.finish().to_json();
+        for (key, value) in expected {
+            assert_eq!(&message[key], value, "{ctx}: final.{key}");
+        }
     }
     if let Some(errors) = e["errors"].as_array() {
         let expected: Vec<&str> = errors.iter().map(|k| k.as_str().unwrap()).collect();

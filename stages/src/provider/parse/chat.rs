@@ -3,11 +3,18 @@
 //!
 //! Only choice 0 is followed: the normalised stream has no notion of several
 //! alternative answers (`n > 1`).
+//!
+//! Tool calls (and the deprecated `function_call`, as tool call 0) are
+//! finished when choice 0 reports its `finish_reason`, or at `[DONE]`.
+//! `reasoning_content` (DeepSeek, vLLM, …) or else `reasoning` (OpenRouter,
+//! newer vLLM) from compatible servers become reasoning deltas of index 0.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{json, DecodeError};
-use crate::provider::{ProviderEvent, Status, Usage};
+use super::{finished_tool_call, json, skip, DecodeError};
+use crate::provider::{ProviderEvent, Status, ToolKind, Usage};
 use crate::sse::SseEvent;
 
 #[derive(Debug, Default)]
@@ -15,6 +22,10 @@ pub(super) struct ChatParser {
     started: bool,
     /// The last `finish_reason` seen; it decides the status at `[DONE]`.
     finish_reason: Option<String>,
+    /// Whether a refusal delta was seen: the stream then ends refused.
+    refused: bool,
+    /// Tool calls still open, by index: (id, name, arguments).
+    calls: BTreeMap<usize, (Option<String>, Option<String>, String)>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +58,14 @@ struct Delta {
     content: Option<String>,
     #[serde(default)]
     tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default)]
+    function_call: Option<Function>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -85,15 +104,76 @@ struct ChatError {
     code: Option<serde_json::Value>,
 }
 
-/// The status a finished Chat stream reports for its `finish_reason`.
-fn status_for(finish_reason: Option<&str>) -> Status {
+/// The status a finished Chat stream reports for its `finish_reason` (the
+/// table on [`Status`]).
+fn status_for(finish_reason: Option<&str>, refused: bool) -> Status {
     match finish_reason {
-        Some("length" | "content_filter") => Status::Incomplete,
+        Some("length") => Status::Incomplete,
+        Some("content_filter") => Status::Refused,
+        _ if refused => Status::Refused,
         _ => Status::Completed,
     }
 }
 
 impl ChatParser {
+    /// Emits every open tool call as finished.
+    fn finish_calls(&mut self, out: &mut Vec<ProviderEvent>) {
+        for (index, (id, name, arguments)) in std::mem::take(&mut self.calls) {
+            out.push(finished_tool_call(
+                index,
+                id,
+                name,
+                ToolKind::Function,
+                arguments,
+                None,
+            ));
+        }
+    }
+
+    fn on_delta(&mut self, delta: Delta, out: &mut Vec<ProviderEvent>) {
+        let reasoning = delta.reasoning_content.or(delta.reasoning);
+        if let Some(text) = reasoning.filter(|t| !t.is_empty()) {
+            out.push(ProviderEvent::ReasoningDelta {
+                index: 0,
+                id: None,
+                text,
+            });
+        }
+        if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+            out.push(ProviderEvent::TextDelta { text });
+        }
+        if let Some(text) = delta.refusal.filter(|t| !t.is_empty()) {
+            self.refused = true;
+            out.push(ProviderEvent::RefusalDelta { text });
+        }
+        // The deprecated form: one call, no id, no index.
+        let legacy = delta.function_call.map(|f| ToolCall {
+            index: 0,
+            id: None,
+            function: Some(f),
+        });
+        for call in delta.tool_calls.into_iter().flatten().chain(legacy) {
+            let (name, arguments) = call
+                .function
+                .map(|f| (f.name, f.arguments.unwrap_or_default()))
+                .unwrap_or_default();
+            let open = self.calls.entry(call.index).or_default();
+            if call.id.is_some() {
+                open.0.clone_from(&call.id);
+            }
+            if name.is_some() {
+                open.1.clone_from(&name);
+            }
+            open.2.push_str(&arguments);
+            out.push(ProviderEvent::ToolCallDelta {
+                index: call.index,
+                id: call.id,
+                name,
+                arguments,
+            });
+        }
+    }
+
     pub(super) fn on_event(
         &mut self,
         event: &SseEvent,
@@ -102,11 +182,12 @@ impl ChatParser {
         // Chat sends only unnamed events; an `error` type is tolerated
         // because some compatible servers name their error events.
         if !(event.is_message() || event.event == "error") {
-            return Ok(false);
+            return skip(&event.event, &event.data).map(|()| false);
         }
         if event.data.starts_with("[DONE]") {
+            self.finish_calls(out);
             out.push(ProviderEvent::Done {
-                status: status_for(self.finish_reason.as_deref()),
+                status: status_for(self.finish_reason.as_deref(), self.refused),
                 stop_reason: self.finish_reason.take(),
             });
             return Ok(true);
@@ -143,24 +224,11 @@ impl ChatParser {
                 continue;
             }
             if let Some(delta) = choice.delta {
-                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                    out.push(ProviderEvent::TextDelta { text });
-                }
-                for call in delta.tool_calls.into_iter().flatten() {
-                    let (name, arguments) = call
-                        .function
-                        .map(|f| (f.name, f.arguments.unwrap_or_default()))
-                        .unwrap_or_default();
-                    out.push(ProviderEvent::ToolCallDelta {
-                        index: call.index,
-                        id: call.id,
-                        name,
-                        arguments,
-                    });
-                }
+                self.on_delta(delta, out);
             }
             if choice.finish_reason.is_some() {
                 self.finish_reason = choice.finish_reason;
+                self.finish_calls(out);
             }
         }
         if let Some(usage) = chunk.usage {

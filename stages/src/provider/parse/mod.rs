@@ -8,7 +8,12 @@
 //!   after it: bytes fed after the terminal event are ignored.
 //! - A body that ends before the API's terminal event ends with
 //!   `Done { status: Truncated }`, never with success.
-//! - Event types the parser does not know are skipped, never fatal.
+//! - Event types the parser does not know are skipped, never fatal; but the
+//!   data of every event must be JSON (Chat's `[DONE]` sentinel aside), known
+//!   or not, so a corrupted stream is never read as a good one.
+//! - A client tool call ends with one [`ProviderEvent::ToolCall`] (arguments
+//!   parsed) or [`ProviderEvent::ToolCallInvalid`] after its deltas, unless
+//!   the stream ends first.
 //! - The events produced never depend on how the body was split into chunks.
 
 mod anthropic;
@@ -20,7 +25,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::{Api, ProviderEvent, Status};
+use super::{Api, ProviderEvent, Status, ToolKind};
 use crate::sse::{SseDecoder, SseError, SseEvent, DEFAULT_MAX_EVENT_BYTES};
 
 impl Api {
@@ -188,6 +193,11 @@ pub(crate) fn json<'a, T: Deserialize<'a>>(event: &str, data: &'a str) -> Result
     serde_json::from_str(data).map_err(|err| DecodeError::invalid_json(event, &err))
 }
 
+/// Checks that the data of an event the parser skips is JSON.
+pub(crate) fn skip(event: &str, data: &str) -> Result<(), DecodeError> {
+    json::<serde::de::IgnoredAny>(event, data).map(|_| ())
+}
+
 /// The JSON `type` field of an event, used when the SSE block carried no
 /// `event:` line.
 #[derive(Deserialize)]
@@ -198,16 +208,55 @@ struct TypeOnly<'a> {
 
 /// The event's type: its SSE `event:` field, or the JSON `type` of its data
 /// when the block had none (Responses and Messages both put it in both).
-/// Data that is not JSON gives `message`, a type no parser knows, so such an
-/// event is skipped like any unknown one.
-pub(crate) fn event_type(event: &SseEvent) -> std::borrow::Cow<'_, str> {
+/// JSON without a `type` gives `message`, a type no parser knows, so such an
+/// event is skipped like any unknown one; data that is not JSON is an error.
+pub(crate) fn event_type(event: &SseEvent) -> Result<std::borrow::Cow<'_, str>, DecodeError> {
     if !event.is_message() {
-        return std::borrow::Cow::Borrowed(&event.event);
+        return Ok(std::borrow::Cow::Borrowed(&event.event));
     }
-    serde_json::from_str::<TypeOnly<'_>>(&event.data)
-        .ok()
-        .and_then(|t| t.r#type)
-        .unwrap_or(std::borrow::Cow::Borrowed("message"))
+    let typed: TypeOnly<'_> = json("message", &event.data)?;
+    Ok(typed
+        .r#type
+        .unwrap_or(std::borrow::Cow::Borrowed("message")))
+}
+
+/// The finished client tool call made of `arguments`: parsed JSON for a
+/// function tool (`empty` when the model sent no argument text), the raw
+/// text as a JSON string for a custom tool, or
+/// [`ProviderEvent::ToolCallInvalid`] when function arguments do not parse.
+pub(crate) fn finished_tool_call(
+    index: usize,
+    id: Option<String>,
+    name: Option<String>,
+    kind: ToolKind,
+    arguments: String,
+    empty: Option<serde_json::Value>,
+) -> ProviderEvent {
+    let id = id.unwrap_or_default();
+    let name = name.unwrap_or_default();
+    let parsed = match kind {
+        ToolKind::Custom => Ok(serde_json::Value::String(arguments.clone())),
+        _ if arguments.trim().is_empty() => {
+            Ok(empty.unwrap_or_else(|| serde_json::Value::Object(Default::default())))
+        }
+        _ => serde_json::from_str(&arguments),
+    };
+    match parsed {
+        Ok(arguments) => ProviderEvent::ToolCall {
+            index,
+            id,
+            name,
+            kind,
+            arguments,
+        },
+        Err(err) => ProviderEvent::ToolCallInvalid {
+            index,
+            id,
+            name,
+            arguments,
+            error: err.to_string(),
+        },
+    }
 }
 
 /// The per-API parser behind a [`ProviderDecoder`].

@@ -1,17 +1,37 @@
 //! OpenAI Responses API stream (`event: <type>` + `data: <json>`; ends with
 //! `response.completed`, `response.incomplete`, `response.failed` or `error`;
 //! no `[DONE]`).
+//!
+//! Output items are indexed by `output_index`. Client tool calls
+//! (`function_call`, `custom_tool_call`) stream as deltas and finish at
+//! `response.output_item.done`, whose item is the final word; so do
+//! reasoning items (their `encrypted_content` becomes the signature) and
+//! built-in tool items (`web_search_call`, …), which become server tool
+//! activity.
 
 use serde::Deserialize;
+use serde_json::Value;
 
-use super::{event_type, json, DecodeError};
-use crate::provider::{ProviderEvent, Status, Usage};
+use super::{event_type, finished_tool_call, json, skip, DecodeError};
+use crate::provider::{ProviderEvent, Status, ToolKind, Usage};
 use crate::sse::SseEvent;
 
 #[derive(Debug, Default)]
 pub(super) struct ResponsesParser {
     started: bool,
+    /// Whether a refusal delta was seen: the stream then ends refused.
+    refused: bool,
 }
+
+/// Output item types the server runs itself (built-in tools).
+const SERVER_TOOL_ITEMS: [&str; 6] = [
+    "web_search_call",
+    "file_search_call",
+    "code_interpreter_call",
+    "image_generation_call",
+    "mcp_call",
+    "mcp_list_tools",
+];
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -104,6 +124,23 @@ struct OutputItem {
     name: Option<String>,
     #[serde(default)]
     arguments: String,
+    #[serde(default)]
+    input: String,
+}
+
+#[derive(Deserialize)]
+struct OutputItemDone {
+    #[serde(default)]
+    output_index: usize,
+    item: Value,
+}
+
+#[derive(Deserialize)]
+struct AnnotationAdded {
+    #[serde(default)]
+    output_index: usize,
+    #[serde(default)]
+    annotation: Value,
 }
 
 #[derive(Deserialize)]
@@ -120,7 +157,7 @@ impl ResponsesParser {
         event: &SseEvent,
         out: &mut Vec<ProviderEvent>,
     ) -> Result<bool, DecodeError> {
-        let ty = event_type(event);
+        let ty = event_type(event)?;
         let ty = ty.as_ref();
         match ty {
             "response.created" | "response.in_progress" | "response.queued" => {
@@ -145,18 +182,33 @@ impl ResponsesParser {
             }
             "response.output_item.added" => {
                 let added: OutputItemAdded = json(ty, &event.data)?;
-                if added.item.r#type == "function_call" {
-                    out.push(ProviderEvent::ToolCallDelta {
-                        index: added.output_index,
-                        // `call_id` is what a tool result must quote back.
-                        id: added.item.call_id.or(added.item.id),
-                        name: added.item.name,
-                        arguments: added.item.arguments,
-                    });
+                let index = added.output_index;
+                let item = added.item;
+                match item.r#type.as_str() {
+                    "function_call" | "custom_tool_call" => {
+                        let arguments = if item.r#type == "function_call" {
+                            item.arguments
+                        } else {
+                            item.input
+                        };
+                        out.push(ProviderEvent::ToolCallDelta {
+                            index,
+                            // `call_id` is what a tool result must quote back.
+                            id: item.call_id.or(item.id),
+                            name: item.name,
+                            arguments,
+                        });
+                    }
+                    "reasoning" => out.push(ProviderEvent::ReasoningDelta {
+                        index,
+                        id: item.id,
+                        text: String::new(),
+                    }),
+                    _ => {}
                 }
                 Ok(false)
             }
-            "response.function_call_arguments.delta" => {
+            "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
                 let delta: ArgumentsDelta = json(ty, &event.data)?;
                 out.push(ProviderEvent::ToolCallDelta {
                     index: delta.output_index,
@@ -164,6 +216,38 @@ impl ResponsesParser {
                     name: None,
                     arguments: delta.delta,
                 });
+                Ok(false)
+            }
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                let delta: ArgumentsDelta = json(ty, &event.data)?;
+                if !delta.delta.is_empty() {
+                    out.push(ProviderEvent::ReasoningDelta {
+                        index: delta.output_index,
+                        id: None,
+                        text: delta.delta,
+                    });
+                }
+                Ok(false)
+            }
+            "response.refusal.delta" => {
+                let delta: TextDelta = json(ty, &event.data)?;
+                if !delta.delta.is_empty() {
+                    self.refused = true;
+                    out.push(ProviderEvent::RefusalDelta { text: delta.delta });
+                }
+                Ok(false)
+            }
+            "response.output_text.annotation.added" => {
+                let added: AnnotationAdded = json(ty, &event.data)?;
+                out.push(ProviderEvent::Citation {
+                    index: added.output_index,
+                    citation: added.annotation,
+                });
+                Ok(false)
+            }
+            "response.output_item.done" => {
+                let done: OutputItemDone = json(ty, &event.data)?;
+                item_done(done.output_index, done.item, out);
                 Ok(false)
             }
             "response.completed" | "response.incomplete" | "response.failed" => {
@@ -177,13 +261,18 @@ impl ResponsesParser {
                     }));
                 }
                 let (status, stop_reason) = match ty {
+                    "response.completed" if self.refused => (Status::Refused, None),
                     "response.completed" => (Status::Completed, None),
-                    "response.incomplete" => (
-                        Status::Incomplete,
-                        response
+                    "response.incomplete" => {
+                        let reason = response
                             .and_then(|r| r.incomplete_details)
-                            .and_then(|d| d.reason),
-                    ),
+                            .and_then(|d| d.reason);
+                        let status = match reason.as_deref() {
+                            Some("content_filter") => Status::Refused,
+                            _ => Status::Incomplete,
+                        };
+                        (status, reason)
+                    }
                     _ => {
                         let (kind, message) = response
                             .and_then(|r| r.error)
@@ -215,10 +304,47 @@ impl ResponsesParser {
                 });
                 Ok(true)
             }
-            // Reasoning, refusals, annotations, built-in tools, `.done`
-            // events repeating what the deltas said: not part of the
-            // normalised stream.
-            _ => Ok(false),
+            // `.done` events repeating what the deltas said, progress of
+            // built-in tools, anything newer.
+            _ => skip(ty, &event.data).map(|()| false),
         }
+    }
+}
+
+/// The events a finished output item gives (`response.output_item.done`).
+fn item_done(index: usize, item: Value, out: &mut Vec<ProviderEvent>) {
+    let text = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_owned);
+    let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
+    match kind {
+        "function_call" | "custom_tool_call" => {
+            let (tool, arguments) = if kind == "function_call" {
+                (ToolKind::Function, text("arguments"))
+            } else {
+                (ToolKind::Custom, text("input"))
+            };
+            out.push(finished_tool_call(
+                index,
+                text("call_id").or_else(|| text("id")),
+                text("name"),
+                tool,
+                arguments.unwrap_or_default(),
+                None,
+            ));
+        }
+        "reasoning" => {
+            if let Some(signature) = text("encrypted_content").filter(|s| !s.is_empty()) {
+                out.push(ProviderEvent::ReasoningSignature { index, signature });
+            }
+        }
+        kind if SERVER_TOOL_ITEMS.contains(&kind) => {
+            let name = kind.strip_suffix("_call").unwrap_or(kind).to_owned();
+            out.push(ProviderEvent::ServerToolCall {
+                index,
+                id: text("id").unwrap_or_default(),
+                name,
+                input: item,
+            });
+        }
+        _ => {}
     }
 }
