@@ -470,3 +470,43 @@ fn refused_late_subscriptions_say_why() {
         assert!(report.stage("x").is_none());
     });
 }
+
+#[test]
+fn a_late_subscriber_stuck_in_its_handler_stops_on_cancel() {
+    // D5 for a late stage the watcher does not know about: its own task
+    // wakes it on cancel, which interrupts a handler stuck at an await.
+    #[derive(Clone)]
+    struct Stuck;
+    impl demandflow::Consumer<u64> for Stuck {
+        async fn consume(
+            &mut self,
+            _events: &[u64],
+            _cx: &demandflow::Context,
+        ) -> Result<(), demandflow::BoxError> {
+            std::future::pending().await
+        }
+    }
+    testkit::block_on(async {
+        let (producer, handle) = testkit::producer::<u64>();
+        let mut p = Pipeline::new();
+        let src = p
+            .add_producer("producer", producer)
+            .late_subscribers(LastCancel::Wait)
+            .build();
+        let run = p.spawn().unwrap();
+        run.consumer("stuck", Stuck)
+            .subscribe(&src, Subscribe::max_demand(10))
+            .unwrap();
+        handle.extend(0..3);
+        until(|| run.stats().stages[1].received == 3).await;
+        run.cancel();
+        let report = tokio::time::timeout(Duration::from_secs(60), run.join())
+            .await
+            .expect("the stuck stage is interrupted")
+            .unwrap_err()
+            .into_report();
+        let stuck = report.stage("stuck").unwrap();
+        assert_eq!(stuck.end, "cancelled");
+        assert_eq!(stuck.abandoned, 3);
+    });
+}

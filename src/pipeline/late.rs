@@ -126,6 +126,25 @@ impl<T: Send + 'static, C: Consumer<T> + Clone> LateConsumer<T, C> {
     /// is emitted from now (and what the dispatcher still holds for
     /// everyone); under demand dispatch, its share of what comes next;
     /// under partition dispatch, its partition's buffered events first.
+    ///
+    /// The edge is typed: a consumer of `String` cannot subscribe to a stage
+    /// of `u64`.
+    ///
+    /// ```compile_fail
+    /// use demandflow::{sink, source, LastCancel, Pipeline, Subscribe};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut p = Pipeline::new();
+    /// let n = p
+    ///     .add_producer("n", source::iter(0..10u64))
+    ///     .late_subscribers(LastCancel::End)
+    ///     .build();
+    /// let run = p.spawn().unwrap();
+    /// let (texts, _) = sink::collect::<String>();
+    /// run.consumer("texts", texts).subscribe(&n, Subscribe::default());
+    /// # }
+    /// ```
     pub fn subscribe(
         self,
         upstream: &StageRef<T>,

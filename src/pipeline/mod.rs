@@ -878,6 +878,22 @@ mod tests {
     }
 
     #[test]
+    fn a_stage_that_accepts_late_subscribers_keeps_its_own_task() {
+        let mut p = Pipeline::new();
+        let a = p.producer("a", source::iter(0..10u64));
+        let b = p
+            .processor("b", stage::map(|x: u64| x))
+            .late_subscribers(LastCancel::Wait)
+            .subscribe(&a, Subscribe::default());
+        let c = p
+            .processor("c", stage::map(|x: u64| x))
+            .subscribe(&b, Subscribe::default());
+        p.consumer("d", sink::drain())
+            .subscribe(&c, Subscribe::default());
+        assert_eq!(groups(&p), vec![vec!["a"], vec!["b"], vec!["c", "d"]]);
+    }
+
+    #[test]
     fn fan_out_fan_in_and_instances_keep_their_own_tasks() {
         let mut p = Pipeline::new();
         let a = p
