@@ -217,8 +217,13 @@ fn genstage_partition_late_subscribe_errors() {
             .consumer("odd", sink::drain())
             .subscribe(&src, Subscribe::new().partition(1))
             .unwrap();
+        // The producer is waiting inside `produce` with the demand of both
+        // partitions...
+        until(|| !handle.demands().is_empty()).await;
         first.cancel();
-        // Taken again at once, before the producer has even seen the cancel.
+        // ...when partition 1 is taken again at once: the producer sees the
+        // new subscriber (before routing its next events) before the
+        // cancel (at its next collect).
         run.consumer("odd-again", odd)
             .subscribe(&src, Subscribe::max_demand(10).partition(1))
             .unwrap();

@@ -102,9 +102,11 @@ impl<T: Send + 'static> Outputs<T> {
         }
         Counters::add(&stage.counters.emitted, events.len());
         if self.late.is_some() {
-            // A subscriber that joined while the producer was busy gets
-            // these events too: it joined before they were emitted.
-            self.adopt();
+            // Subscribers come and go while the producer is busy: those
+            // that joined get these events too (they joined before the
+            // events were emitted), and those that left get none of them
+            // (routed to them, the events would be refused and abandoned).
+            self.collect(stage);
         }
         self.dispatcher.dispatch(events, &mut self.decisions);
         self.deliver(stage);
