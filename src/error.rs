@@ -222,3 +222,100 @@ impl fmt::Display for PipelineError {
 }
 
 impl std::error::Error for PipelineError {}
+
+/// A subscription to a running pipeline that was refused
+/// ([`PipelineHandle::consumer`](crate::PipelineHandle::consumer),
+/// [`PipelineHandle::processor`](crate::PipelineHandle::processor)).
+/// Every variant names the new stage and the upstream it asked for.
+///
+/// # Example
+///
+/// ```
+/// use demandflow::{sink, source, Pipeline, Subscribe, SubscribeError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut p = Pipeline::new();
+/// let n = p.producer("numbers", source::iter(0..10u64));
+/// p.consumer("sum", sink::drain()).subscribe(&n, Subscribe::default());
+/// let run = p.spawn().unwrap();
+/// // `numbers` was not built with `late_subscribers`.
+/// let err = run.consumer("late", sink::drain()).subscribe(&n, Subscribe::default()).unwrap_err();
+/// assert!(matches!(err, SubscribeError::NotAccepting { .. }));
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// The stage reference belongs to another pipeline.
+    UnknownStage {
+        /// The new stage.
+        stage: String,
+        /// The foreign stage's name.
+        upstream: String,
+    },
+    /// The upstream was not built with `late_subscribers`.
+    NotAccepting {
+        /// The new stage.
+        stage: String,
+        /// The upstream.
+        upstream: String,
+    },
+    /// The upstream, or the whole pipeline, has ended or been cancelled.
+    Ended {
+        /// The new stage.
+        stage: String,
+        /// The upstream.
+        upstream: String,
+    },
+    /// `max_demand` / `min_demand` out of range.
+    BadDemand {
+        /// The new stage.
+        stage: String,
+        /// The upstream.
+        upstream: String,
+        /// What is wrong.
+        error: DemandLimitsError,
+    },
+    /// The upstream's dispatcher refused the subscription (a partition that
+    /// is taken or out of range).
+    Dispatch {
+        /// The new stage.
+        stage: String,
+        /// The upstream.
+        upstream: String,
+        /// What is wrong.
+        error: DispatchError,
+    },
+}
+
+impl fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubscribeError::UnknownStage { stage, upstream } => write!(
+                f,
+                "stage `{stage}`: `{upstream}` belongs to another pipeline"
+            ),
+            SubscribeError::NotAccepting { stage, upstream } => write!(
+                f,
+                "stage `{stage}`: `{upstream}` does not accept subscribers while running \
+                 (build it with `late_subscribers`)"
+            ),
+            SubscribeError::Ended { stage, upstream } => {
+                write!(f, "stage `{stage}`: `{upstream}` has ended")
+            }
+            SubscribeError::BadDemand {
+                stage,
+                upstream,
+                error,
+            } => write!(f, "stage `{stage}`: subscription to `{upstream}`: {error}"),
+            SubscribeError::Dispatch {
+                stage,
+                upstream,
+                error,
+            } => write!(f, "stage `{stage}`: subscription to `{upstream}`: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for SubscribeError {}

@@ -118,10 +118,10 @@ pub mod testkit;
 
 pub use cancel::{CancelCause, CancelGuard, CancelScope};
 pub use demand::{DemandLimits, DemandLimitsError, SubscriberDemand, DEFAULT_MAX_DEMAND};
-pub use error::{AskError, BoxError, BuildError, PipelineError};
+pub use error::{AskError, BoxError, BuildError, PipelineError, SubscribeError};
 pub use pipeline::{
-    CancelMode, Dispatch, Pipeline, PipelineHandle, PipelineStream, Report, StageRef, Stats,
-    Status, Subscribe,
+    CancelMode, Dispatch, LastCancel, Pipeline, PipelineHandle, PipelineStream, Report, StageRef,
+    Stats, Status, Subscribe, Subscription,
 };
 pub use runtime::shared::DeadLetter;
 pub use stage::{Consumer, Context, Emitter, Flow, Processor, Producer, StageWaker};

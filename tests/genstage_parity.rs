@@ -13,8 +13,10 @@
 //!   18, 19) and the report, not logged through a user callback.
 //! * 23, 24 (buffer "permanent" entries, `sync_info`/`async_info`): there
 //!   are no in-band info messages.
-//! * 28 (subscribing to a dead producer at run time): the graph is built and
-//!   validated before it runs; a foreign stage is a build error (tested).
+//! * 28 (subscribing to a dead producer at run time): a foreign stage is a
+//!   build error (tested here); subscribing at run time to a stage that has
+//!   ended is refused with `SubscribeError::Ended` (tested, with the rest
+//!   of run-time subscription, in `late_subscribers.rs`).
 //! * 30 (duplicated subscription ref, events for an unknown subscription,
 //!   messages to the wrong stage type): edges are typed values made by the
 //!   builder; the dispatcher-level duplicates/unknowns are tested (12).

@@ -3,11 +3,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::{Dispatch, InSlot, OutSlot, Pipeline, StageRef, Subscribe};
+use super::{Dispatch, InSlot, LastCancel, OutSlot, Pipeline, StageRef, Subscribe};
 use crate::dispatcher::{Selector, SubscriberSpec};
 use crate::error::BuildError;
 use crate::runtime::edge::Edge;
 use crate::runtime::inputs::Input;
+use crate::runtime::late::Attach;
 use crate::supervisor::Restart;
 use crate::SubscriberDemand;
 
@@ -66,6 +67,51 @@ impl<'p, T: Send + 'static> ProducerBuilder<'p, T> {
             .and_then(|s| s.downcast_mut::<OutSlot<T>>())
         {
             slot.dispatch = Some(dispatch);
+        }
+        self
+    }
+
+    /// Lets subscribers join and leave this producer while the pipeline
+    /// runs (see [`PipelineHandle::consumer`](crate::PipelineHandle::consumer)),
+    /// and says what it does when its last subscriber leaves.
+    ///
+    /// Such a stage runs in its own task (it never shares a chain's task,
+    /// since it may gain outputs), may be built with no subscriber at all,
+    /// and, under partition dispatch, may leave partitions for late
+    /// subscribers (their events wait in the partition's bounded buffer,
+    /// then hold the producer back). It never ends for lack of subscribers
+    /// before its first one came.
+    ///
+    /// ```
+    /// use demandflow::{sink, source, Dispatch, LastCancel, Pipeline, Subscribe};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut p = Pipeline::new();
+    /// let answer = p
+    ///     .add_producer("answer", source::iter(0..100u64))
+    ///     .dispatch(Dispatch::broadcast())
+    ///     .late_subscribers(LastCancel::End)
+    ///     .build();
+    /// let run = p.spawn()?;
+    /// let (viewer, seen) = sink::collect();
+    /// run.consumer("viewer", viewer).subscribe(&answer, Subscribe::max_demand(10))?;
+    /// let report = run.join().await?;
+    /// assert_eq!(seen.len(), 100); // it was there from the start
+    /// assert_eq!(report.stage("viewer").unwrap().processed, 100);
+    /// # Ok(()) }
+    /// ```
+    pub fn late_subscribers(self, when_last_leaves: LastCancel) -> Self {
+        let decl = &mut self.pipeline.stages[self.id];
+        let attach = Arc::new(Attach::<T>::new(when_last_leaves == LastCancel::Wait));
+        decl.late = Some(when_last_leaves);
+        decl.attach = Some(attach.clone());
+        if let Some(slot) = decl
+            .outputs
+            .as_mut()
+            .and_then(|s| s.downcast_mut::<OutSlot<T>>())
+        {
+            slot.late = Some(attach);
         }
         self
     }
@@ -232,6 +278,7 @@ impl<'p, In: Send + 'static> Common<'p, In> {
 pub struct ProcessorBuilder<'p, In, Out> {
     pub(super) common: Common<'p, In>,
     pub(super) dispatch: Option<Dispatch<Out>>,
+    pub(super) late: Option<LastCancel>,
 }
 
 impl<In, Out> std::fmt::Debug for ProcessorBuilder<'_, In, Out> {
@@ -296,6 +343,13 @@ impl<'p, In: Send + 'static, Out: Send + 'static> ProcessorBuilder<'p, In, Out> 
         self
     }
 
+    /// Lets subscribers join and leave this stage while the pipeline runs;
+    /// see [`ProducerBuilder::late_subscribers`].
+    pub fn late_subscribers(mut self, when_last_leaves: LastCancel) -> Self {
+        self.late = Some(when_last_leaves);
+        self
+    }
+
     /// Adds a subscription and keeps building (for several upstreams).
     pub fn also_subscribe(mut self, upstream: &StageRef<In>, options: Subscribe) -> Self {
         self.common.push(upstream, options);
@@ -314,6 +368,19 @@ impl<'p, In: Send + 'static, Out: Send + 'static> ProcessorBuilder<'p, In, Out> 
                 // only meaningful for a single instance.
                 _ => None,
             };
+            if let Some(mode) = self.late {
+                let attach = Arc::new(Attach::<Out>::new(mode == LastCancel::Wait));
+                let decl = &mut p.stages[id];
+                decl.late = Some(mode);
+                decl.attach = Some(attach.clone());
+                if let Some(slot) = decl
+                    .outputs
+                    .as_mut()
+                    .and_then(|s| s.downcast_mut::<OutSlot<Out>>())
+                {
+                    slot.late = Some(attach);
+                }
+            }
             if let Some(d) = d {
                 p.stages[id].partitions = d.partitions;
                 if let Some(slot) = p.stages[id]

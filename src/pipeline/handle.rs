@@ -196,44 +196,48 @@ impl Stats {
     }
 }
 
+fn stage_stats(s: &StageShared) -> StageStats {
+    let c = &s.counters;
+    StageStats {
+        name: s.name.to_string(),
+        received: c.received.load(Ordering::Relaxed),
+        processed: c.processed.load(Ordering::Relaxed),
+        emitted: c.emitted.load(Ordering::Relaxed),
+        dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+        dropped: c.dropped.load(Ordering::Relaxed),
+        abandoned: c.abandoned.load(Ordering::Relaxed),
+        restarts: c.restarts.load(Ordering::Relaxed),
+        state: match s.state.load(Ordering::Acquire) {
+            STATE_RUNNING => StageState::Running,
+            STATE_RESTARTING => StageState::Restarting,
+            _ => StageState::Ended,
+        },
+    }
+}
+
+fn edge_stats(e: &EdgeStat) -> EdgeStats {
+    let snap = (e.snapshot)();
+    EdgeStats {
+        from: e.from.to_string(),
+        to: e.to.to_string(),
+        pending_demand: snap.granted.saturating_sub(snap.delivered),
+        buffered: snap.buffered,
+        delivered: snap.delivered,
+        granted: snap.granted,
+    }
+}
+
 fn stats_of(shared: &PipelineShared) -> Stats {
-    let stages = shared
-        .stages
-        .iter()
-        .map(|s| {
-            let c = &s.counters;
-            StageStats {
-                name: s.name.to_string(),
-                received: c.received.load(Ordering::Relaxed),
-                processed: c.processed.load(Ordering::Relaxed),
-                emitted: c.emitted.load(Ordering::Relaxed),
-                dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
-                dropped: c.dropped.load(Ordering::Relaxed),
-                abandoned: c.abandoned.load(Ordering::Relaxed),
-                restarts: c.restarts.load(Ordering::Relaxed),
-                state: match s.state.load(Ordering::Acquire) {
-                    STATE_RUNNING => StageState::Running,
-                    STATE_RESTARTING => StageState::Restarting,
-                    _ => StageState::Ended,
-                },
-            }
-        })
-        .collect();
-    let edges = shared
-        .edges
-        .iter()
-        .map(|e| {
-            let snap = (e.snapshot)();
-            EdgeStats {
-                from: e.from.to_string(),
-                to: e.to.to_string(),
-                pending_demand: snap.granted.saturating_sub(snap.delivered),
-                buffered: snap.buffered,
-                delivered: snap.delivered,
-                granted: snap.granted,
-            }
-        })
-        .collect();
+    let mut stages: Vec<StageStats> = shared.stages.iter().map(|s| stage_stats(s)).collect();
+    let mut edges: Vec<EdgeStats> = shared.edges.iter().map(edge_stats).collect();
+    // Late subscribers (late.rs), after the build-time stages and edges.
+    let late = &shared.late;
+    let late_stages = late.stages.lock().unwrap_or_else(|e| e.into_inner());
+    stages.extend(late_stages.iter().map(|s| stage_stats(&s.shared)));
+    drop(late_stages);
+    let late_edges = late.edges.lock().unwrap_or_else(|e| e.into_inner());
+    edges.extend(late_edges.iter().map(edge_stats));
+    drop(late_edges);
     Stats {
         stages,
         edges,
@@ -360,7 +364,7 @@ impl PipelineHandle {
         }
         // A stage whose task died (a panic outside every handler, which the
         // engine does not expect) has no end of its own.
-        let ends: Vec<StageEnd> = ends
+        let mut ends: Vec<StageEnd> = ends
             .into_iter()
             .map(|e| {
                 e.unwrap_or_else(|| {
@@ -372,6 +376,8 @@ impl PipelineHandle {
                 })
             })
             .collect();
+        // Late subscribers end after the build-time stages that feed them.
+        let late_ends = super::late::join_late(&self.shared).await;
         self.armed = false;
         if let Some(w) = self.watcher.take() {
             w.abort();
@@ -386,13 +392,15 @@ impl PipelineHandle {
             StageEnd::Failed(err) => Some((shared.stages[i].name.to_string(), err.clone())),
             _ => None,
         });
+        let late_failed = late_failure(shared, &late_ends);
+        ends.extend(late_ends);
         // A run still going at its deadline ended `DeadlineExceeded`, even if
         // a stage failed after it (what a stage does once the deadline has
         // passed depends on when the runtime let the watcher run).
         let cause = shared.scope.cause();
         let status = if cause == Some(CancelCause::DeadlineExceeded) {
             Status::DeadlineExceeded
-        } else if let Some((stage, error)) = failure.or(first_failed) {
+        } else if let Some((stage, error)) = failure.or(first_failed).or(late_failed) {
             Status::Failed { stage, error }
         } else {
             match cause {
@@ -424,6 +432,104 @@ impl PipelineHandle {
             .collect();
         Report { status, stages }
     }
+}
+
+// ------------------------------------------------------ late subscribers
+// (see late.rs)
+
+impl PipelineHandle {
+    /// Starts building a consumer that subscribes to a running stage
+    /// (GenStage's `sync_subscribe` on a live producer). The upstream must
+    /// have been built with
+    /// [`late_subscribers`](crate::pipeline::ProducerBuilder::late_subscribers);
+    /// the edge is typed, so subscribing to a stage of another event type
+    /// does not compile.
+    ///
+    /// The consumer runs in its own task under a one-stage supervisor (the
+    /// pipeline's restart intensity, default backoff), stops with the
+    /// pipeline, appears in [`stats`](Self::stats) and in the report of
+    /// [`join`](Self::join), and ends when its upstream ends or when the
+    /// returned [`Subscription`](crate::Subscription) is cancelled.
+    ///
+    /// # Example
+    ///
+    /// A viewer joining a stream mid-way, then leaving:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use demandflow::{sink, source, Dispatch, LastCancel, Pipeline, Subscribe};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut p = Pipeline::new();
+    /// let answer = p
+    ///     .add_producer("answer", source::iter(0..u32::MAX))
+    ///     .dispatch(Dispatch::broadcast())
+    ///     .late_subscribers(LastCancel::End)
+    ///     .build();
+    /// let run = p.spawn()?;
+    /// let (viewer, seen) = sink::collect();
+    /// let sub = run
+    ///     .consumer("viewer", viewer)
+    ///     .subscribe(&answer, Subscribe::max_demand(10))?;
+    /// while seen.len() < 10 {
+    ///     tokio::time::sleep(Duration::from_millis(1)).await;
+    /// }
+    /// // The only viewer leaves, so `answer` ends (`LastCancel::End`).
+    /// sub.cancel();
+    /// let report = run.join().await?;
+    /// assert_eq!(report.stage("viewer").unwrap().end, "completed");
+    /// assert_eq!(seen.take()[..10], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    /// # Ok(()) }
+    /// ```
+    pub fn consumer<T, C>(&self, name: &str, consumer: C) -> super::LateConsumer<T, C>
+    where
+        T: Send + 'static,
+        C: crate::Consumer<T> + Clone,
+    {
+        super::LateConsumer {
+            shared: self.shared.clone(),
+            name: Arc::from(name),
+            consumer,
+            restart: crate::Restart::default(),
+            selector: None,
+        }
+    }
+
+    /// Starts building a processor that subscribes to a running stage; as
+    /// [`consumer`](Self::consumer), and the processor itself accepts late
+    /// subscribers (it starts with none).
+    pub fn processor<In, Out, S>(
+        &self,
+        name: &str,
+        processor: S,
+    ) -> super::LateProcessor<In, Out, S>
+    where
+        In: Send + 'static,
+        Out: Send + 'static,
+        S: crate::Processor<In, Out> + Clone,
+    {
+        super::LateProcessor {
+            shared: self.shared.clone(),
+            name: Arc::from(name),
+            processor,
+            restart: crate::Restart::default(),
+            selector: None,
+            dispatch: None,
+            last_cancel: super::LastCancel::End,
+        }
+    }
+}
+
+/// The first late subscriber that failed, with its error.
+fn late_failure(shared: &PipelineShared, ends: &[StageEnd]) -> Option<(String, String)> {
+    let stages = shared.late.stages.lock().unwrap_or_else(|e| e.into_inner());
+    ends.iter()
+        .zip(stages.iter())
+        .find_map(|(end, s)| match end {
+            StageEnd::Failed(err) => Some((s.shared.name.to_string(), err.clone())),
+            _ => None,
+        })
 }
 
 impl Drop for PipelineHandle {

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 mod builder;
 mod dispatch;
 mod handle;
+mod late;
 mod stream;
 mod subscribe;
 
@@ -30,6 +31,7 @@ pub use handle::{
     EdgeStats, PipelineHandle, PipelineWatch, Report, StageReport, StageState, StageStats, Stall,
     Stats, Status,
 };
+pub use late::{LastCancel, LateConsumer, LateProcessor, Subscription};
 pub use stream::PipelineStream;
 #[cfg(any(test, feature = "testkit"))]
 pub(crate) use subscribe::Observer;
@@ -44,6 +46,7 @@ use crate::runtime::driver::{
 use crate::runtime::edge::Edge;
 use crate::runtime::group::Group;
 use crate::runtime::inputs::{Input, Inputs};
+use crate::runtime::late::{Attach, AttachPoint, LateRegistry};
 use crate::runtime::outputs::{Output, Outputs};
 use crate::runtime::shared::{DeadLetter, DeadLetterFn, EdgeStat, PipelineShared, StageShared};
 use crate::stage::{Consumer, Processor, Producer};
@@ -112,11 +115,18 @@ struct StageDecl {
     /// Never shares a task with its neighbours (see `Pipeline::spawn`).
     own_task: bool,
     launch: Option<Launch>,
+    /// Accepts subscribers while running (`late_subscribers`); such a stage
+    /// runs in its own task.
+    late: Option<LastCancel>,
+    /// Its `Arc<Attach<T>>`, when `late` is set.
+    attach: Option<AttachPoint>,
 }
 
 struct OutSlot<T> {
     dispatch: Option<Dispatch<T>>,
     subs: Vec<(SubscriptionId, Arc<Edge<T>>, SubscriberSpec<T>)>,
+    /// Where late subscribers attach (`late_subscribers`).
+    late: Option<Arc<Attach<T>>>,
 }
 
 struct InSlot<T> {
@@ -295,6 +305,8 @@ impl Pipeline {
             manual: None,
             own_task: false,
             launch: Some(launch),
+            late: None,
+            attach: None,
         });
         self.stages.len() - 1
     }
@@ -328,6 +340,7 @@ impl Pipeline {
         let slot = OutSlot::<T> {
             dispatch: Some(Dispatch::demand()),
             subs: Vec::new(),
+            late: None,
         };
         let id = self.declare(name, Kind::Producer, None, Some(Box::new(slot)), launch);
         ProducerBuilder {
@@ -364,6 +377,7 @@ impl Pipeline {
             let outs = OutSlot::<Out> {
                 dispatch: None,
                 subs: Vec::new(),
+                late: None,
             };
             let ins = InSlot::<In> { inputs: Vec::new() };
             pipeline.declare(
@@ -379,6 +393,7 @@ impl Pipeline {
         ProcessorBuilder {
             common,
             dispatch: None,
+            late: None,
         }
     }
 
@@ -534,14 +549,30 @@ fn take_outputs<T: Send + 'static>(slot: Slot) -> Outputs<T> {
         );
     };
     let dispatch = slot.dispatch.take().unwrap_or_default();
+    let partitions = dispatch.partitions;
     let mut dispatcher = (dispatch.make)();
     let mut list = Vec::new();
     for (id, edge, spec) in slot.subs {
+        let partition = spec.partition;
         // Validated at build time; a refusal here leaves the edge closed.
         let open = dispatcher.subscribe(id, spec).is_ok();
-        list.push(Output { id, edge, open });
+        list.push(Output {
+            id,
+            edge,
+            open,
+            partition,
+        });
     }
-    Outputs::new(dispatcher, list)
+    if let (Some(late), Some(n)) = (&slot.late, partitions) {
+        let mut owners = vec![None; n];
+        for o in list.iter().filter(|o| o.open) {
+            if let Some(p) = o.partition.filter(|&p| p < n) {
+                owners[p] = Some(o.id);
+            }
+        }
+        late.set_owners(owners);
+    }
+    Outputs::new(dispatcher, list).with_late(slot.late)
 }
 
 fn take_inputs<T: Send + 'static>(slot: Slot) -> Inputs<T> {
@@ -572,7 +603,8 @@ impl Pipeline {
             if s.kind != Kind::Producer && s.n_inputs == 0 {
                 return Err(BuildError::NotFed(s.name.to_string()));
             }
-            if s.kind != Kind::Consumer && s.n_outputs == 0 {
+            // A stage that accepts late subscribers may start with none.
+            if s.kind != Kind::Consumer && s.n_outputs == 0 && s.late.is_none() {
                 return Err(BuildError::NoSubscribers(s.name.to_string()));
             }
         }
@@ -603,6 +635,11 @@ impl Pipeline {
                     subscriber,
                     error,
                 });
+            }
+            // Late subscribers may take the rest; until then those
+            // partitions buffer up to their bound, then hold the producer.
+            if s.late.is_some() {
+                continue;
             }
             if let Some(p) = taken.iter().position(|t| !t) {
                 return Err(BuildError::UncoveredPartition {
@@ -701,6 +738,16 @@ impl Pipeline {
             all_done: tokio::sync::Notify::new(),
             stall_timeout: self.stall_timeout,
             stalls: Mutex::new(Vec::new()),
+            late: LateRegistry {
+                pipeline: self.id,
+                statics: self.stages.len(),
+                points: self.stages.iter().map(|s| s.attach.clone()).collect(),
+                next_sub: AtomicU64::new(self.next_sub),
+                intensity: self.intensity,
+                runtime: rt.clone(),
+                stages: Mutex::new(Vec::new()),
+                edges: Mutex::new(Vec::new()),
+            },
         });
         if deadline.is_some_and(|d| d <= now) {
             scope.cancel(CancelCause::DeadlineExceeded);
@@ -716,6 +763,7 @@ impl Pipeline {
                 stage: decl.shared.clone(),
                 scope: scope.child(),
                 manual: decl.manual.clone(),
+                supervisor: None,
             };
             let Some(launch) = decl.launch.take() else {
                 members.push(None);
@@ -771,7 +819,10 @@ impl Pipeline {
         for sub in &self.subs {
             let Some(to) = sub.to else { continue };
             let (up, down) = (&self.stages[sub.from], &self.stages[to]);
-            if up.n_outputs == 1 && down.n_inputs == 1 && !up.own_task && !down.own_task {
+            // A stage that accepts late subscribers may gain outputs while
+            // it runs, which a chain's shared task does not allow for.
+            let alone = |s: &StageDecl| s.own_task || s.late.is_some();
+            if up.n_outputs == 1 && down.n_inputs == 1 && !alone(up) && !alone(down) {
                 let (a, b) = (root(&mut parent, sub.from), root(&mut parent, to));
                 parent[b] = a;
             }
@@ -817,6 +868,22 @@ mod tests {
         let b = p
             .processor("b", stage::map(|x: u64| x))
             .own_task()
+            .subscribe(&a, Subscribe::default());
+        let c = p
+            .processor("c", stage::map(|x: u64| x))
+            .subscribe(&b, Subscribe::default());
+        p.consumer("d", sink::drain())
+            .subscribe(&c, Subscribe::default());
+        assert_eq!(groups(&p), vec![vec!["a"], vec!["b"], vec!["c", "d"]]);
+    }
+
+    #[test]
+    fn a_stage_that_accepts_late_subscribers_keeps_its_own_task() {
+        let mut p = Pipeline::new();
+        let a = p.producer("a", source::iter(0..10u64));
+        let b = p
+            .processor("b", stage::map(|x: u64| x))
+            .late_subscribers(LastCancel::Wait)
             .subscribe(&a, Subscribe::default());
         let c = p
             .processor("c", stage::map(|x: u64| x))

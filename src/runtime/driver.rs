@@ -59,6 +59,10 @@ pub(crate) struct StageCx {
     pub(crate) stage: Arc<StageShared>,
     pub(crate) scope: CancelScope,
     pub(crate) manual: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// A late subscriber's own one-stage supervisor (`index` is then 0);
+    /// `None` for the stages built with the pipeline, which share
+    /// `pipeline.supervisor`.
+    pub(crate) supervisor: Option<Arc<std::sync::Mutex<crate::supervisor::Supervisor>>>,
 }
 
 pub(crate) type HandlerResult<T> = std::thread::Result<Result<T, BoxError>>;
@@ -253,8 +257,9 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
         };
         let decision = {
             let mut sup = cx
-                .pipeline
                 .supervisor
+                .as_deref()
+                .unwrap_or(&cx.pipeline.supervisor)
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             sup.on_exit(cx.index, reason, Instant::now())

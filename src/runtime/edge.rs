@@ -253,6 +253,24 @@ impl<T> Edge<T> {
         dropped
     }
 
+    /// The subscriber's owner ends the subscription from outside the
+    /// subscriber's task (`Subscription::cancel`). The upstream sees a
+    /// cancel and sends nothing more; the subscriber still takes what is
+    /// queued (nothing delivered is lost), then sees a normal end.
+    pub(crate) fn unsubscribe(&self) {
+        let mut s = self.lock();
+        if !s.cancelled {
+            self.tell(EdgeEvent::Cancelled { dropped: 0 });
+        }
+        s.cancelled = true;
+        if s.end.is_none() {
+            s.end = Some(EdgeEnd::Done);
+        }
+        drop(s);
+        self.up.notify();
+        self.down.notify();
+    }
+
     pub(crate) fn snapshot(&self) -> EdgeSnapshot {
         let s = self.lock();
         EdgeSnapshot {
@@ -303,6 +321,18 @@ mod tests {
         assert_eq!(e.cancel(), 3);
         assert_eq!(e.take_demand(), (5, true));
         assert_eq!(e.send(vec![4]), Err(vec![4]));
+    }
+
+    #[test]
+    fn unsubscribe_keeps_what_was_delivered_then_ends() {
+        let e = edge();
+        e.ask(5, None);
+        e.send(vec![1, 2]).unwrap();
+        e.unsubscribe();
+        assert_eq!(e.take_demand(), (5, true));
+        assert_eq!(e.send(vec![3]), Err(vec![3]));
+        assert!(matches!(e.recv(), Recv::Batch(b) if b == vec![1, 2]));
+        assert!(matches!(e.recv(), Recv::Ended(EdgeEnd::Done)));
     }
 
     #[test]

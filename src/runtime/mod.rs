@@ -5,6 +5,7 @@ pub(crate) mod driver;
 pub(crate) mod edge;
 pub(crate) mod group;
 pub(crate) mod inputs;
+pub(crate) mod late;
 pub(crate) mod outputs;
 pub(crate) mod shared;
 pub(crate) mod signal;

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use super::edge::{Edge, EdgeEnd};
+use super::late::{Attach, Pending};
 use super::shared::{Counters, StageShared};
-use crate::dispatcher::{Decisions, Dispatcher, SubscriptionId};
+use crate::dispatcher::{Decisions, DispatchError, Dispatcher, SubscriptionId};
 
 pub(crate) struct Output<T> {
     pub(crate) id: SubscriptionId,
     pub(crate) edge: Arc<Edge<T>>,
     pub(crate) open: bool,
+    /// The partition it holds (partition dispatch), released on cancel.
+    pub(crate) partition: Option<usize>,
 }
 
 /// Most spare buffers a stage keeps.
@@ -20,6 +23,22 @@ pub(crate) struct Outputs<T> {
     list: Vec<Output<T>>,
     decisions: Decisions<T>,
     spare: Vec<Vec<T>>,
+    /// Late subscribers (a stage built with `late_subscribers`).
+    late: Option<Late<T>>,
+}
+
+/// The outputs' side of late subscriptions (see `runtime::late`).
+struct Late<T> {
+    attach: Arc<Attach<T>>,
+    /// Taken from `attach` but refused by the dispatcher because the
+    /// partition's previous holder has cancelled and this stage has not yet
+    /// seen it: retried at each collect, after the cancels.
+    waiting: Vec<Pending<T>>,
+    /// Whether a subscriber was ever here: a stage that must end with its
+    /// last subscriber does not end before its first one came.
+    had_subscriber: bool,
+    /// A subscriber left since the list was last pruned.
+    left: bool,
 }
 
 impl<T: Send + 'static> Outputs<T> {
@@ -29,7 +48,19 @@ impl<T: Send + 'static> Outputs<T> {
             list,
             decisions: Vec::new(),
             spare: Vec::new(),
+            late: None,
         }
+    }
+
+    /// Lets subscribers attach through `attach` while the stage runs.
+    pub(crate) fn with_late(mut self, attach: Option<Arc<Attach<T>>>) -> Outputs<T> {
+        self.late = attach.map(|attach| Late {
+            attach,
+            waiting: Vec::new(),
+            had_subscriber: !self.list.is_empty(),
+            left: false,
+        });
+        self
     }
 
     /// Collects new demand and cancellations from every subscriber and sends
@@ -46,6 +77,10 @@ impl<T: Send + 'static> Outputs<T> {
             if cancelled {
                 out.open = false;
                 abandoned += self.dispatcher.cancel(out.id).unwrap_or(0);
+                if let Some(late) = &mut self.late {
+                    late.attach.release(out.partition, out.id);
+                    late.left = true;
+                }
             } else if n > 0 {
                 asked = true;
                 // Cannot fail: the id is registered and n > 0.
@@ -53,6 +88,9 @@ impl<T: Send + 'static> Outputs<T> {
             }
         }
         Counters::add(&stage.counters.abandoned, abandoned);
+        if self.late.is_some() {
+            self.adopt();
+        }
         if self.dispatcher.buffered() > 0 {
             self.dispatcher.flush(&mut self.decisions);
             self.deliver(stage);
@@ -67,6 +105,13 @@ impl<T: Send + 'static> Outputs<T> {
             return;
         }
         Counters::add(&stage.counters.emitted, events.len());
+        if self.late.is_some() {
+            // Subscribers come and go while the producer is busy: those
+            // that joined get these events too (they joined before the
+            // events were emitted), and those that left get none of them
+            // (routed to them, the events would be refused and abandoned).
+            self.collect(stage);
+        }
         self.dispatcher.dispatch(events, &mut self.decisions);
         self.deliver(stage);
     }
@@ -109,9 +154,14 @@ impl<T: Send + 'static> Outputs<T> {
         self.dispatcher.buffered()
     }
 
-    /// Whether any subscriber is still there.
+    /// Whether any subscriber is still there (or, for a stage that accepts
+    /// late subscribers, may still come: see `LastCancel`).
     pub(crate) fn alive(&self) -> bool {
         self.list.iter().any(|o| o.open)
+            || self
+                .late
+                .as_ref()
+                .is_some_and(|l| l.attach.wait || !l.had_subscriber || !l.waiting.is_empty())
     }
 
     /// Ends every subscription. Returns the buffered events that will never
@@ -125,6 +175,60 @@ impl<T: Send + 'static> Outputs<T> {
             }
             out.edge.close(end.clone());
         }
+        if let Some(late) = &mut self.late {
+            late.attach.close(&end);
+            for p in late.waiting.drain(..) {
+                p.edge.close(end.clone());
+            }
+        }
         abandoned
+    }
+
+    // ------------------------------------------------ late subscriptions
+
+    /// Registers the edges offered since the last collect with the
+    /// dispatcher and collects their first demand. Subscriptions that have
+    /// ended are dropped from the list, so a stage whose subscribers come
+    /// and go does not grow with their number.
+    fn adopt(&mut self) {
+        let Some(late) = &mut self.late else { return };
+        if std::mem::take(&mut late.left) {
+            self.list.retain(|o| o.open);
+        }
+        if late.waiting.is_empty() && !late.attach.has_pending() {
+            return;
+        }
+        late.waiting.extend(late.attach.take());
+        for p in std::mem::take(&mut late.waiting) {
+            match self.dispatcher.subscribe(p.id, p.spec.clone()) {
+                Ok(()) => {
+                    late.had_subscriber = true;
+                    let mut out = Output {
+                        id: p.id,
+                        edge: p.edge,
+                        open: true,
+                        partition: p.spec.partition,
+                    };
+                    let (n, cancelled) = out.edge.take_demand();
+                    if cancelled {
+                        out.open = false;
+                        let _ = self.dispatcher.cancel(out.id);
+                        late.attach.release(out.partition, out.id);
+                    } else if n > 0 {
+                        // Cannot fail: the id was just registered and n > 0.
+                        let _ = self.dispatcher.ask(out.id, n);
+                    }
+                    self.list.push(out);
+                }
+                // The previous holder cancelled (that is how `Attach` let
+                // this one in) and its cancel reaches the dispatcher at the
+                // next collect.
+                Err(DispatchError::PartitionTaken(_)) => late.waiting.push(p),
+                Err(e) => {
+                    late.attach.release(p.spec.partition, p.id);
+                    p.edge.close(EdgeEnd::Failed(e.to_string()));
+                }
+            }
+        }
     }
 }

@@ -158,6 +158,8 @@ pub(crate) struct PipelineShared {
     pub(crate) all_done: Notify,
     pub(crate) stall_timeout: Option<std::time::Duration>,
     pub(crate) stalls: Mutex<Vec<crate::pipeline::Stall>>,
+    /// Subscribers added while the pipeline runs.
+    pub(crate) late: super::late::LateRegistry,
 }
 
 impl fmt::Debug for PipelineShared {
