@@ -515,3 +515,75 @@ fn a_stage_that_awaits_holds_up_none_of_its_chain() {
         assert_eq!(*seen.lock().unwrap(), (1..=50).collect::<Vec<_>>());
     });
 }
+
+/// Waits before each event; records, as each call starts, how many events
+/// the consumer has seen.
+#[derive(Clone)]
+struct WaitsThenEmits {
+    next: u64,
+    n: u64,
+    consumed: Arc<AtomicU64>,
+    seen_at_call: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Producer<u64> for WaitsThenEmits {
+    async fn produce(
+        &mut self,
+        _demand: usize,
+        out: &mut Emitter<u64>,
+        _cx: &Context,
+    ) -> Result<Flow, BoxError> {
+        let seen = self.consumed.load(Ordering::SeqCst);
+        self.seen_at_call.lock().unwrap().push(seen);
+        if self.next == self.n {
+            return Ok(Flow::Done);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        out.emit(self.next);
+        self.next += 1;
+        Ok(Flow::Continue)
+    }
+}
+
+#[derive(Clone)]
+struct Counts(Arc<AtomicU64>);
+
+impl Consumer<u64> for Counts {
+    async fn consume(&mut self, events: &[u64], _cx: &Context) -> Result<(), BoxError> {
+        self.0.fetch_add(events.len() as u64, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The latency path: an event a producer had to wait for crosses the chain
+/// to the consumer before the producer is called again (it is not held
+/// back in the producer's batch while the next call arms its next wait).
+#[test]
+fn an_event_the_producer_waited_for_is_consumed_before_its_next_call() {
+    runtime().block_on(async {
+        let consumed = Arc::new(AtomicU64::new(0));
+        let seen_at_call = Arc::new(Mutex::new(Vec::new()));
+        let mut p = Pipeline::new();
+        let a = p.producer(
+            "a",
+            WaitsThenEmits {
+                next: 0,
+                n: 20,
+                consumed: consumed.clone(),
+                seen_at_call: seen_at_call.clone(),
+            },
+        );
+        let b = p
+            .processor("b", stage::map(|x: u64| x + 1))
+            .subscribe(&a, Subscribe::default());
+        p.consumer("c", Counts(consumed.clone()))
+            .subscribe(&b, Subscribe::default());
+        tokio::time::timeout(Duration::from_secs(10), p.spawn().unwrap().join())
+            .await
+            .expect("the chain stalled")
+            .unwrap();
+        assert_eq!(consumed.load(Ordering::SeqCst), 20);
+        // Call k starts after the k events of the calls before it arrived.
+        assert_eq!(*seen_at_call.lock().unwrap(), (0..=20).collect::<Vec<_>>());
+    });
+}

@@ -386,3 +386,124 @@ pub(crate) async fn baseline(shape: &str, n: u64) -> Result<Measure, String> {
         buffer_bound: 0,
     })
 }
+
+// ------------------------------------------------------------------ latency
+
+/// Events per latency run (the figure).
+pub(crate) const LATENCY_EVENTS: u64 = 3_000;
+
+/// The pause before each emission of a latency run. tokio's timer counts
+/// whole milliseconds, so a 500 µs sleep ends at the next tick: events come
+/// about one per millisecond, each alone in the pipeline.
+pub(crate) const LATENCY_EVERY: Duration = Duration::from_micros(500);
+
+/// Emits `left` timestamps, sleeping `every` before each: the producer of a
+/// latency run. The stamp is taken right before the event is emitted.
+#[derive(Clone)]
+struct Paced {
+    left: u64,
+    every: Duration,
+}
+
+impl Producer<Instant> for Paced {
+    async fn produce(
+        &mut self,
+        _demand: usize,
+        out: &mut Emitter<Instant>,
+        _cx: &Context,
+    ) -> Result<Flow, BoxError> {
+        if self.left == 0 {
+            return Ok(Flow::Done);
+        }
+        tokio::time::sleep(self.every).await;
+        out.emit(Instant::now());
+        self.left -= 1;
+        Ok(Flow::Continue)
+    }
+}
+
+/// Records, for each event, the time since its stamp, in nanoseconds.
+#[derive(Clone)]
+struct Record(std::sync::Arc<std::sync::Mutex<Vec<u64>>>);
+
+impl Record {
+    fn new(n: u64) -> Record {
+        Record(std::sync::Arc::new(std::sync::Mutex::new(
+            Vec::with_capacity(n as usize),
+        )))
+    }
+
+    fn record(&self, stamps: &[Instant]) {
+        let now = Instant::now();
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.extend(
+            stamps
+                .iter()
+                .map(|s| now.saturating_duration_since(*s).as_nanos() as u64),
+        );
+    }
+
+    fn take(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Consumer<Instant> for Record {
+    async fn consume(&mut self, events: &[Instant], _cx: &Context) -> Result<(), BoxError> {
+        self.record(events);
+        Ok(())
+    }
+}
+
+/// Producer → map → consumer on the engine, one stamped event every
+/// `every`: the latency of each event from emission to consumption, in
+/// nanoseconds, in arrival order.
+pub(crate) async fn engine_latency(n: u64, every: Duration) -> Result<Vec<u64>, String> {
+    let rec = Record::new(n);
+    let mut p = Pipeline::new();
+    let a = p.producer("source", Paced { left: n, every });
+    let b = p
+        .processor("map", stage::map(|t: Instant| t))
+        .subscribe(&a, Subscribe::default());
+    p.consumer("sink", rec.clone())
+        .subscribe(&b, Subscribe::default());
+    p.spawn()
+        .map_err(|e| e.to_string())?
+        .join()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(rec.take())
+}
+
+/// The same as [`engine_latency`] by hand: three tokio tasks joined by
+/// bounded `mpsc` channels of single events (room for 1000, the engine's
+/// default `max_demand`), paced by the same sleep.
+pub(crate) async fn baseline_latency(n: u64, every: Duration) -> Result<Vec<u64>, String> {
+    let rec = Record::new(n);
+    let (tx1, mut rx1) = mpsc::channel::<Instant>(1000);
+    let (tx2, mut rx2) = mpsc::channel::<Instant>(1000);
+    let a = tokio::spawn(async move {
+        for _ in 0..n {
+            tokio::time::sleep(every).await;
+            if tx1.send(Instant::now()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let m = tokio::spawn(async move {
+        while let Some(t) = rx1.recv().await {
+            if tx2.send(t).await.is_err() {
+                return;
+            }
+        }
+    });
+    let r = rec.clone();
+    let c = tokio::spawn(async move {
+        while let Some(t) = rx2.recv().await {
+            r.record(&[t]);
+        }
+    });
+    let (x, y, z) = tokio::join!(a, m, c);
+    x.and(y).and(z).map_err(|e| e.to_string())?;
+    Ok(rec.take())
+}

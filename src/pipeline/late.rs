@@ -452,6 +452,8 @@ fn spawn_late<In>(
         scope: scope.clone(),
         manual,
         supervisor: Some(Arc::new(std::sync::Mutex::new(supervisor))),
+        // A late stage runs in a task of its own: no subscriber shares it.
+        hands_off: false,
     };
     let run = launch(cx);
     let (me, pipeline) = (stage.clone(), shared.clone());

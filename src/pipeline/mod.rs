@@ -754,6 +754,21 @@ impl Pipeline {
         }
         let watcher = rt.spawn(handle::watch(shared.clone()));
         let groups = self.task_groups();
+        // Which stages hand their output to a subscriber in their own task
+        // (the upstream side of a chain link): they let it run at once.
+        let mut task_of = vec![0; self.stages.len()];
+        for (g, group) in groups.iter().enumerate() {
+            for &i in group {
+                task_of[i] = g;
+            }
+        }
+        let hands_off: Vec<bool> = (0..self.stages.len())
+            .map(|i| {
+                self.subs
+                    .iter()
+                    .any(|s| s.from == i && s.to.is_some_and(|t| task_of[t] == task_of[i]))
+            })
+            .collect();
         let mut members: Vec<Option<BoxFuture<'static, (usize, StageEnd)>>> =
             Vec::with_capacity(self.stages.len());
         for (index, decl) in self.stages.iter_mut().enumerate() {
@@ -764,6 +779,7 @@ impl Pipeline {
                 scope: scope.child(),
                 manual: decl.manual.clone(),
                 supervisor: None,
+                hands_off: hands_off[index],
             };
             let Some(launch) = decl.launch.take() else {
                 members.push(None);

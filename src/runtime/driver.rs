@@ -63,6 +63,9 @@ pub(crate) struct StageCx {
     /// `None` for the stages built with the pipeline, which share
     /// `pipeline.supervisor`.
     pub(crate) supervisor: Option<Arc<std::sync::Mutex<crate::supervisor::Supervisor>>>,
+    /// Its subscriber shares its task (a chain link, `runtime::group`):
+    /// after sending, the stage steps aside so the subscriber runs first.
+    pub(crate) hands_off: bool,
 }
 
 pub(crate) type HandlerResult<T> = std::thread::Result<Result<T, BoxError>>;
@@ -157,6 +160,28 @@ fn poll_catching<F: Future>(
         Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
         Ok(Poll::Pending) => Poll::Pending,
         Err(p) => Poll::Ready(Err(p)),
+    }
+}
+
+/// After a send to a subscriber in the same group, gives the group's
+/// worker to that subscriber before this stage does its own bookkeeping
+/// (re-arming a producer's wait, re-checking a processor's inputs): the
+/// event crosses the chain without waiting for them. Outside a group, only
+/// the coop budget is spent (a yield there would re-queue the task).
+async fn after_send(cx: &StageCx, sent: bool) {
+    tokio::task::consume_budget().await;
+    if sent && cx.hands_off {
+        let mut yielded = false;
+        poll_fn(|c| {
+            if std::mem::replace(&mut yielded, true) {
+                return Poll::Ready(());
+            }
+            // Inside a group this marks the member ready again: one atomic
+            // store, no task wake-up; the group polls the subscriber first.
+            c.waker().wake_by_ref();
+            Poll::Pending
+        })
+        .await;
     }
 }
 
@@ -436,6 +461,7 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                 // buffer that is too small would otherwise grow by
                 // reallocation, which copies it.
                 let want = demand.min(RESERVE_MAX_BYTES / std::mem::size_of::<T>().max(1));
+                let mut waited = false;
                 if em.buf.capacity() < want {
                     let spare = outputs.buffer();
                     em.buf = if spare.capacity() >= want {
@@ -478,6 +504,12 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                                 if !acc.is_empty() {
                                     outputs.emit(std::mem::take(acc), stage);
                                 }
+                                // What it waited for goes out as soon as
+                                // this call returns, not after the next
+                                // call has armed its next wait: this ends
+                                // the batch (no test in the loop).
+                                waited = true;
+                                remaining = 0;
                                 fut.await
                             }
                         }
@@ -495,28 +527,30 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                         Ok(Flow::Continue) if emitted > 0 => {
                             remaining = remaining.saturating_sub(emitted)
                         }
-                        Ok(Flow::Continue) => return Ok(BatchEnd::Dry),
-                        Ok(Flow::Done) => return Ok(BatchEnd::Done),
+                        Ok(Flow::Continue) => return Ok((BatchEnd::Dry, waited)),
+                        Ok(Flow::Done) => return Ok((BatchEnd::Done, waited)),
                         Err(e) => return Err(e),
                     }
                 }
-                Ok::<BatchEnd, BoxError>(BatchEnd::Met)
+                Ok::<(BatchEnd, bool), BoxError>((BatchEnd::Met, waited))
             };
             let r = cx.run_handler(batch).await;
             // What was emitted before an error or panic is still delivered.
             if !em.is_empty() {
                 self.acc.append(&mut em.buf);
             }
+            let sent = !self.acc.is_empty();
             self.flush(stage);
-            match r.map(failure_message) {
+            let waited = match r.map(failure_message) {
                 Err(exit) => return exit,
-                Ok(Ok(end)) => {
+                Ok(Ok((end, waited))) => {
                     self.done = end == BatchEnd::Done;
                     dry = end == BatchEnd::Dry;
+                    waited
                 }
                 Ok(Err(e)) => return InstanceExit::Failed(e),
-            }
-            tokio::task::consume_budget().await;
+            };
+            after_send(cx, sent && waited).await;
         }
     }
 
@@ -664,11 +698,12 @@ where
                     };
                     em.discard();
                     let out = em.take_all();
+                    let sent = !out.is_empty();
                     self.outputs.emit(out, stage);
                     if let Some(exit) = exit {
                         return exit;
                     }
-                    tokio::task::consume_budget().await;
+                    after_send(cx, sent).await;
                 }
             }
         }

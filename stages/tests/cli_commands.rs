@@ -83,6 +83,32 @@ fn bench_json_has_every_shape_and_key() {
 }
 
 #[test]
+fn bench_latency_json_has_both_sides_percentiles() {
+    let out = run(&[
+        "bench",
+        "--latency",
+        "--events",
+        "40",
+        "--reps",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(v["events"], 40);
+    for side in ["engine", "baseline"] {
+        let p = |q: &str| v[format!("{side}_{q}_us")].as_f64().unwrap();
+        assert!(p("p50") > 0.0, "{v}");
+        assert!(
+            p("p50") <= p("p90") && p("p90") <= p("p99") && p("p99") <= p("max"),
+            "{v}"
+        );
+    }
+    let bad = run(&["bench", "--latency", "--shape", "chain3"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+}
+
+#[test]
 fn bench_one_shape_prints_a_table() {
     let out = run(&[
         "bench", "--shape", "chain3", "--events", "10000", "--reps", "1",

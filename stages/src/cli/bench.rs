@@ -1,7 +1,9 @@
 //! `demandflow bench`: throughput of the standard shapes, each beside a
 //! hand-written tokio baseline of the same shape measured in the same run
 //! (the shapes live in `benches/shapes/mod.rs`, shared with the criterion
-//! benches), plus the memory check `chain3-slow`.
+//! benches), plus the memory check `chain3-slow`; with `--latency`, the
+//! per-event latency of a paced producer → map → consumer chain beside three
+//! tokio tasks joined by `mpsc` channels.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -15,6 +17,7 @@ mod shapes;
 
 const HELP: &str = "\
 usage: demandflow bench [--shape NAME|all] [--events N] [--reps N] [--json]
+       demandflow bench --latency [--events N] [--reps N] [--json]
 
 Runs each shape on the engine and as a hand-written tokio baseline (bounded
 mpsc channels of Vec<u64> batches of 500, room for 1000 events per channel),
@@ -34,7 +37,19 @@ options:
   --reps N       repetitions per side; the median is reported (default 5)
   --json         print {\"results\":[{\"shape\",\"events\",\"engine_events_per_sec\",
                  \"baseline_events_per_sec\",\"ratio\",\"max_buffered\",\"buffer_bound\",
-                 \"max_pending_demand\"}]}";
+                 \"max_pending_demand\"}]}
+
+--latency: per-event latency instead of throughput. A producer sleeps
+500 us before each event (tokio's timer ends it at the next millisecond
+tick), stamps it with the time and emits it through map to a consumer,
+which records now - stamp. The same chain by hand is three tokio tasks
+joined by mpsc channels of single events, paced the same way. Both sides
+run alternately (after a short warm-up of each), --reps times each
+(default 5) with --events events each (default 3000); p50/p90/p99/max
+are computed per run and the medians over runs reported. --json prints
+{\"events\",\"reps\",\"engine_p50_us\",\"engine_p90_us\",\"engine_p99_us\",
+\"engine_max_us\",\"baseline_p50_us\",\"baseline_p90_us\",\"baseline_p99_us\",
+\"baseline_max_us\",\"p50_ratio\",\"p99_ratio\"}.";
 
 const DEFAULT_EVENTS: u64 = 20_000_000;
 const DEFAULT_SLOW_EVENTS: u64 = 5_000_000;
@@ -63,6 +78,7 @@ struct Options {
     events: Option<u64>,
     reps: usize,
     json: bool,
+    latency: bool,
 }
 
 fn all_shapes() -> Vec<&'static str> {
@@ -72,11 +88,19 @@ fn all_shapes() -> Vec<&'static str> {
 }
 
 fn options(argv: &[String]) -> std::result::Result<Option<Options>, String> {
-    let parsed = args::parse(argv, &["--shape", "--events", "--reps"], &["--json"])?;
+    let parsed = args::parse(
+        argv,
+        &["--shape", "--events", "--reps"],
+        &["--json", "--latency"],
+    )?;
     if parsed.help {
         return Ok(None);
     }
     parsed.no_positionals()?;
+    let latency = parsed.flag("--latency");
+    if latency && parsed.raw("--shape").is_some() {
+        return Err("--latency measures one fixed chain; it takes no --shape".into());
+    }
     let all = all_shapes();
     let shapes = match parsed.raw("--shape") {
         None | Some("all") => all,
@@ -103,6 +127,7 @@ fn options(argv: &[String]) -> std::result::Result<Option<Options>, String> {
         events,
         reps,
         json: parsed.flag("--json"),
+        latency,
     }))
 }
 
@@ -121,6 +146,9 @@ pub(crate) fn run(argv: &[String]) -> i32 {
         Ok(rt) => rt,
         Err(e) => return super::failure("bench", &format!("cannot start the runtime: {e}")),
     };
+    if o.latency {
+        return run_latency(&rt, &o);
+    }
     let mut progress = Progress::new(o.shapes.len() * (o.reps + 1) * 2);
     let mut results = Vec::new();
     for &shape in &o.shapes {
@@ -213,6 +241,179 @@ pub(crate) fn run(argv: &[String]) -> i32 {
         );
     }
     0
+}
+
+/// Latency percentiles of one run, in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `nanos` (sorted in place).
+    fn of(nanos: &mut [u64]) -> Percentiles {
+        nanos.sort_unstable();
+        let rank = |p: f64| {
+            if nanos.is_empty() {
+                return 0.0;
+            }
+            let i = ((p * nanos.len() as f64).ceil() as usize).clamp(1, nanos.len()) - 1;
+            nanos[i] as f64 / 1e3
+        };
+        Percentiles {
+            p50: rank(0.50),
+            p90: rank(0.90),
+            p99: rank(0.99),
+            max: rank(1.0),
+        }
+    }
+
+    /// The median of each percentile over `runs`.
+    fn median_of(runs: &[Percentiles]) -> Percentiles {
+        let m = |f: fn(&Percentiles) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        Percentiles {
+            p50: m(|p| p.p50),
+            p90: m(|p| p.p90),
+            p99: m(|p| p.p99),
+            max: m(|p| p.max),
+        }
+    }
+}
+
+/// The `--json` output of `--latency`; the four `_p50_us` / `_p99_us` keys
+/// are the contract.
+#[derive(Debug, Serialize)]
+struct LatencyOutput {
+    events: u64,
+    reps: usize,
+    engine_p50_us: f64,
+    engine_p90_us: f64,
+    engine_p99_us: f64,
+    engine_max_us: f64,
+    baseline_p50_us: f64,
+    baseline_p90_us: f64,
+    baseline_p99_us: f64,
+    baseline_max_us: f64,
+    p50_ratio: f64,
+    p99_ratio: f64,
+}
+
+/// `bench --latency`: both sides alternately, medians of per-run
+/// percentiles.
+fn run_latency(rt: &tokio::runtime::Runtime, o: &Options) -> i32 {
+    let events = o.events.unwrap_or(shapes::LATENCY_EVENTS);
+    // A short warm-up: worker threads, allocator, timer wheel.
+    let warmup = events.min(300);
+    let every = shapes::LATENCY_EVERY;
+    let mut progress = Progress::new((o.reps + 1) * 2);
+    let (mut engine, mut baseline) = (Vec::new(), Vec::new());
+    for rep in 0..=o.reps {
+        let n = if rep == 0 { warmup } else { events };
+        let sides = if rep % 2 == 1 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for on_engine in sides {
+            let side = match (rep, on_engine) {
+                (0, _) => "warm-up",
+                (_, true) => "engine",
+                (_, false) => "baseline",
+            };
+            progress.step("latency", side, rep, o.reps);
+            let r = if on_engine {
+                rt.block_on(shapes::engine_latency(n, every))
+            } else {
+                rt.block_on(shapes::baseline_latency(n, every))
+            };
+            let mut nanos = match r {
+                Ok(v) if v.len() as u64 == n => v,
+                Ok(v) => {
+                    progress.clear();
+                    let msg = format!("{side}: {} of {n} events arrived", v.len());
+                    return super::failure("bench", &msg);
+                }
+                Err(e) => {
+                    progress.clear();
+                    return super::failure("bench", &format!("latency ({side}): {e}"));
+                }
+            };
+            if rep > 0 {
+                let p = Percentiles::of(&mut nanos);
+                if on_engine {
+                    engine.push(p);
+                } else {
+                    baseline.push(p);
+                }
+            }
+        }
+    }
+    progress.clear();
+    let (e, b) = (
+        Percentiles::median_of(&engine),
+        Percentiles::median_of(&baseline),
+    );
+    let mut out = std::io::stdout().lock();
+    if o.json {
+        let json = LatencyOutput {
+            events,
+            reps: o.reps,
+            engine_p50_us: e.p50,
+            engine_p90_us: e.p90,
+            engine_p99_us: e.p99,
+            engine_max_us: e.max,
+            baseline_p50_us: b.p50,
+            baseline_p90_us: b.p90,
+            baseline_p99_us: b.p99,
+            baseline_max_us: b.max,
+            p50_ratio: e.p50 / b.p50,
+            p99_ratio: e.p99 / b.p99,
+        };
+        let _ = serde_json::to_writer(&mut out, &json);
+        let _ = out.write_all(b"\n");
+    } else {
+        let _ = print_latency(&mut out, &e, &b, events, o.reps);
+    }
+    let _ = out.flush();
+    0
+}
+
+fn print_latency(
+    out: &mut dyn Write,
+    e: &Percentiles,
+    b: &Percentiles,
+    events: u64,
+    reps: usize,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<26} {:>9} {:>9} {:>9} {:>9}",
+        "latency (us)", "p50", "p90", "p99", "max"
+    )?;
+    for (name, p) in [("engine", e), ("baseline (tokio mpsc)", b)] {
+        writeln!(
+            out,
+            "{:<26} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            name, p.p50, p.p90, p.p99, p.max
+        )?;
+    }
+    writeln!(
+        out,
+        "{:<26} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+        "ratio",
+        e.p50 / b.p50,
+        e.p90 / b.p90,
+        e.p99 / b.p99,
+        e.max / b.max
+    )?;
+    writeln!(
+        out,
+        "producer -> map -> consumer, one event per ~1 ms tick, {events} events per run; \
+         medians over {reps} run(s) per side; 2 tokio workers"
+    )
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -334,6 +535,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nearest_rank_percentiles() {
+        let mut v: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
+        let p = Percentiles::of(&mut v);
+        assert_eq!((p.p50, p.p90, p.p99, p.max), (50.0, 90.0, 99.0, 100.0));
+        let one = Percentiles::of(&mut [2500]);
+        assert_eq!((one.p50, one.max), (2.5, 2.5));
+        assert_eq!(Percentiles::of(&mut []).p99, 0.0);
+    }
+
+    #[test]
     fn median_of_odd_and_even() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
@@ -347,11 +558,13 @@ mod tests {
             .unwrap();
         assert_eq!((o.shapes, o.events, o.reps), (vec!["chain3"], Some(10), 5));
         assert_eq!(options(&args(&[])).unwrap().unwrap().shapes.len(), 7);
+        assert!(options(&args(&["--latency"])).unwrap().unwrap().latency);
         for bad in [
             &["--shape", "nope"][..],
             &["--events", "0"],
             &["--reps", "0"],
             &["--events", "x"],
+            &["--latency", "--shape", "chain3"],
         ] {
             assert!(options(&args(bad)).is_err(), "{bad:?}");
         }
