@@ -1,5 +1,5 @@
 //! The `demandflow` command line (DESIGN.md §9): `demo`, `bench`, `stream`,
-//! `chaos` and `replay`.
+//! `chaos`, `replay` and `mock`.
 //!
 //! Every subcommand returns its exit status: 0 success, 1 a run that did
 //! not end as it should, 2 a usage error (reported as one line on stderr).
@@ -9,6 +9,7 @@ mod bench;
 mod chaos;
 mod demo;
 mod live;
+mod mock;
 mod stream;
 
 use std::io::Write;
@@ -29,13 +30,16 @@ commands:
   chaos    a supervised pipeline whose processors crash at random; checks
            that nothing is lost
   replay   decode a recorded SSE transcript and print its normalised events
+  mock     run the embedded mock provider as a server (prints its URL)
 
 `demandflow <command> --help` describes each command's options.";
 
 /// Runs the command line `args` (without the program name).
 pub(crate) fn main(args: &[String]) -> i32 {
     let Some((command, rest)) = args.split_first() else {
-        eprintln!("demandflow: missing command (demo, bench, stream, chaos, replay); try --help");
+        eprintln!(
+            "demandflow: missing command (demo, bench, stream, chaos, replay, mock); try --help"
+        );
         return USAGE_ERROR;
     };
     match command.as_str() {
@@ -43,6 +47,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
         "bench" => bench::run(rest),
         "stream" => stream::run(rest),
         "chaos" => chaos::run(rest),
+        "mock" => mock::run(rest),
         "replay" => {
             let code = demandflow_stages::replay::run(
                 rest,
@@ -64,7 +69,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
             0
         }
         other => {
-            eprintln!("demandflow: unknown command `{other}` (demo, bench, stream, chaos, replay); try --help");
+            eprintln!("demandflow: unknown command `{other}` (demo, bench, stream, chaos, replay, mock); try --help");
             USAGE_ERROR
         }
     }

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use demandflow::{BoxError, Consumer, Context, Pipeline, Restart, Subscribe};
 use demandflow_stages::provider::{
-    Api, ApiKey, ProviderConfig, ProviderEvent, ProviderProducer, Status, Usage,
+    Api, ApiKey, ExponentialBackoff, ProviderConfig, ProviderEvent, ProviderProducer, Status,
+    Timeouts, Usage,
 };
 use serde::Serialize;
 
@@ -22,19 +23,30 @@ use super::demo::status_name;
 const HELP: &str = "\
 usage: demandflow stream --api API --base-url URL [--model M] [--prompt P]
                          [--max-tokens N] [--deadline-ms N] [--consumer-delay-ms N] [--json]
+                         [--connect-timeout-ms N] [--first-event-timeout-ms N]
+                         [--idle-timeout-ms N] [--total-timeout-ms N] [--retries N]
 
 Sends one streaming request and runs the answer through a pipeline whose
 consumer sleeps --consumer-delay-ms per event (a slow consumer pushes back to
 the server through TCP). Prints the text as it arrives (--json: each
 normalised event as a JSON line), then one summary line:
   {\"summary\":{\"status\":S,\"text\":T,\"usage\":U,\"events\":N}}
-S is completed, incomplete, refused, failed, truncated, cancelled or
-deadline_exceeded (docs/providers.md maps each API's stop reasons to these).
+S is completed, incomplete, refused, failed, truncated, cancelled,
+deadline_exceeded (--deadline-ms passed) or timed_out (a read timeout fired;
+stderr names which: connect_timeout, first_event_timeout, idle_timeout,
+total_timeout). docs/providers.md maps each API's stop reasons to these.
 
   --api API        openai-responses | openai-chat | anthropic-messages
   --base-url URL   scheme, host, port and optional path prefix; the API's path
                    (/v1/responses, /v1/chat/completions, /v1/messages) is
                    appended, without a second /v1
+  --connect-timeout-ms N      TCP/TLS connect, per attempt (default 5000)
+  --first-event-timeout-ms N  request sent to first event, per attempt
+                              (default 10000)
+  --idle-timeout-ms N         consumer asking to the next event once
+                              streaming (default 60000)
+  --total-timeout-ms N        the whole request, retries included (default none)
+  --retries N                 retries before the first event (default 2)
 The key is read from OPENAI_API_KEY or ANTHROPIC_API_KEY (a placeholder is
 sent when unset, for local servers).
 
@@ -67,6 +79,11 @@ fn options(argv: &[String]) -> Result<Option<Options>, String> {
             "--max-tokens",
             "--deadline-ms",
             "--consumer-delay-ms",
+            "--connect-timeout-ms",
+            "--first-event-timeout-ms",
+            "--idle-timeout-ms",
+            "--total-timeout-ms",
+            "--retries",
         ],
         &["--json"],
     )?;
@@ -98,6 +115,10 @@ fn options(argv: &[String]) -> Result<Option<Options>, String> {
         }
         config = config.max_tokens(n);
     }
+    config = config.timeouts(timeouts(&parsed)?);
+    if let Some(n) = parsed.opt::<u32>("--retries", "a number of retries")? {
+        config = config.retry_policy(ExponentialBackoff::default().max_retries(n));
+    }
     let deadline = parsed
         .opt::<u64>("--deadline-ms", "milliseconds")?
         .map(Duration::from_millis);
@@ -108,6 +129,31 @@ fn options(argv: &[String]) -> Result<Option<Options>, String> {
         delay,
         json: parsed.flag("--json"),
     }))
+}
+
+/// The read timeouts given by flags, the defaults for the rest. Zero is
+/// refused: it would fail every request at once.
+fn timeouts(parsed: &args::Parsed) -> Result<Timeouts, String> {
+    let ms = |name: &str| -> Result<Option<Duration>, String> {
+        match parsed.opt::<u64>(name, "milliseconds")? {
+            Some(0) => Err(format!("{name} must be at least 1")),
+            other => Ok(other.map(Duration::from_millis)),
+        }
+    };
+    let mut t = Timeouts::default();
+    if let Some(d) = ms("--connect-timeout-ms")? {
+        t = t.connect(d);
+    }
+    if let Some(d) = ms("--first-event-timeout-ms")? {
+        t = t.first_event(d);
+    }
+    if let Some(d) = ms("--idle-timeout-ms")? {
+        t = t.idle(d);
+    }
+    if let Some(d) = ms("--total-timeout-ms")? {
+        t = t.total(d);
+    }
+    Ok(t)
 }
 
 /// Runs the subcommand.
@@ -321,5 +367,38 @@ mod tests {
         ]))
         .is_err());
         assert!(matches!(options(&args(&["--help"])), Ok(None)));
+        let base = ["--api", "openai-chat", "--base-url", "http://127.0.0.1:1"];
+        let with = |extra: &[&str]| options(&args(&[&base[..], extra].concat()));
+        assert!(with(&["--idle-timeout-ms", "0"]).is_err());
+        assert!(with(&["--first-event-timeout-ms", "soon"]).is_err());
+        assert!(with(&["--retries", "-1"]).is_err());
+    }
+
+    #[test]
+    fn timeout_flags_set_each_timeout() {
+        let argv: Vec<String> = [
+            "--api",
+            "openai-chat",
+            "--base-url",
+            "http://127.0.0.1:1",
+            "--connect-timeout-ms",
+            "11",
+            "--first-event-timeout-ms",
+            "22",
+            "--idle-timeout-ms=33",
+            "--total-timeout-ms",
+            "44",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let o = options(&argv).unwrap().unwrap();
+        let t = o.config.timeout_settings();
+        assert_eq!(t.connect, Duration::from_millis(11));
+        assert_eq!(t.first_event, Duration::from_millis(22));
+        assert_eq!(t.idle, Duration::from_millis(33));
+        assert_eq!(t.total, Some(Duration::from_millis(44)));
+        let defaults = options(&argv[..4]).unwrap().unwrap();
+        assert_eq!(*defaults.config.timeout_settings(), Timeouts::default());
     }
 }

@@ -94,6 +94,8 @@ pub struct MockConfig {
     pub send_buffer_size: Option<u32>,
     /// Largest request body accepted (413 beyond).
     pub max_request_bytes: usize,
+    /// Where to listen (default `127.0.0.1:0`: loopback, a free port).
+    pub addr: SocketAddr,
 }
 
 impl Default for MockConfig {
@@ -103,6 +105,7 @@ impl Default for MockConfig {
             api_key: None,
             send_buffer_size: None,
             max_request_bytes: 4 * 1024 * 1024,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -117,6 +120,12 @@ impl MockConfig {
     /// Requires `key` on every request.
     pub fn api_key(mut self, key: impl Into<String>) -> MockConfig {
         self.api_key = Some(key.into());
+        self
+    }
+
+    /// Sets the address to listen on (`demandflow mock --addr`).
+    pub fn addr(mut self, addr: SocketAddr) -> MockConfig {
+        self.addr = addr;
         self
     }
 
@@ -219,7 +228,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A running mock provider on `127.0.0.1`.
+/// A running mock provider, on `127.0.0.1` unless [`MockConfig::addr`]
+/// says otherwise.
 ///
 /// Dropping it stops the server and aborts its connections; [`shutdown`]
 /// also waits for that.
@@ -233,7 +243,8 @@ pub struct MockServer {
 }
 
 impl MockServer {
-    /// Binds `127.0.0.1:0` and starts serving.
+    /// Binds [`MockConfig::addr`] (`127.0.0.1:0` by default) and starts
+    /// serving.
     ///
     /// # Errors
     ///
@@ -244,12 +255,16 @@ impl MockServer {
     /// Cancel safe: nothing is spawned until the socket is bound, and the
     /// server task is spawned in the same poll that returns the server.
     pub async fn start(config: MockConfig) -> io::Result<MockServer> {
-        let socket = TcpSocket::new_v4()?;
+        let socket = if config.addr.is_ipv6() {
+            TcpSocket::new_v6()?
+        } else {
+            TcpSocket::new_v4()?
+        };
         if let Some(size) = config.send_buffer_size {
             // Accepted sockets inherit the listener's buffer sizes on Linux.
             socket.set_send_buffer_size(size)?;
         }
-        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        socket.bind(config.addr)?;
         let listener = socket.listen(1024)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_TYPE};
 use reqwest::Url;
 use serde_json::Value;
 
@@ -87,18 +87,40 @@ pub enum ConfigError {
 
 /// Read timeouts of a provider request.
 ///
-/// The total deadline is the earlier of [`Timeouts::total`] (counted from the
-/// first request) and the pipeline's deadline (`cx.deadline()`).
+/// The defaults are chosen so that a server that never answers fails within
+/// about half a minute with the default retry policy (two retries): a
+/// server that never finishes its headers fails after
+/// `3 × first_event + backoff` ≈ 31 s, not the 181 s of the earlier 60 s
+/// default. Each that fires ends the stream [`Status::TimedOut`] with an
+/// error of kind `connect_timeout`, `first_event_timeout`, `idle_timeout`
+/// or `total_timeout`; the pipeline's deadline (`cx.deadline()`) ends it
+/// [`Status::DeadlineExceeded`] instead, so the two can be told apart.
+///
+/// | timeout | default | counts | retried |
+/// |---|---|---|---|
+/// | `connect` | 5 s | TCP (and TLS) connect, per attempt | yes |
+/// | `first_event` | 10 s | from sending a request to its first decoded event (headers included), per attempt | yes |
+/// | `idle` | 60 s | once streaming, from the consumer asking for more to the next decoded event; bytes that complete no event (a trickle, comments, pings) do not reset it | no |
+/// | `total` | none | the whole request from its first attempt, retries included | no |
+///
+/// Raise `first_event` for a server that holds its first event back while
+/// a model thinks, and `idle` for long silent reasoning.
+///
+/// [`Status::TimedOut`]: super::Status::TimedOut
+/// [`Status::DeadlineExceeded`]: super::Status::DeadlineExceeded
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Timeouts {
     /// Establishing the connection (default 5 s, as the SDKs).
     pub connect: Duration,
-    /// From sending a request to its first decoded event (default 60 s).
+    /// From sending a request to its first decoded event, per attempt
+    /// (default 10 s).
     pub first_event: Duration,
-    /// The longest wait for the next body chunk while streaming (default
-    /// 60 s). It starts when the producer asks for more, so a consumer that
-    /// pauses never trips it.
+    /// Once streaming, the longest wait for the next decoded event while
+    /// the consumer asks for one (default 60 s). It starts when the
+    /// producer asks for more, so a consumer that pauses never trips it;
+    /// it counts complete events, not bytes, so a server trickling bytes
+    /// that never complete an event cannot keep a stream alive.
     pub idle: Duration,
     /// The whole request, retries included (default none).
     pub total: Option<Duration>,
@@ -108,7 +130,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(5),
-            first_event: Duration::from_secs(60),
+            first_event: Duration::from_secs(10),
             idle: Duration::from_secs(60),
             total: None,
         }
@@ -520,7 +542,9 @@ impl ProviderConfig {
         self.spec.body(self.api)
     }
 
-    /// The request headers: JSON in, SSE out, and the API's auth
+    /// The request headers: JSON in, SSE out, `Accept-Encoding: identity`
+    /// (a compressed body is refused, not decompressed: see
+    /// `docs/providers.md`, "Hostile servers"), and the API's auth
     /// (`Authorization: Bearer` for OpenAI, `x-api-key` plus
     /// `anthropic-version: 2023-06-01` for Anthropic). The key's header
     /// value is marked sensitive.
@@ -532,6 +556,7 @@ impl ProviderConfig {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        h.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         if self.api == Api::AnthropicMessages {
             h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
         }

@@ -62,8 +62,13 @@ pub enum TimeoutKind {
     Connect,
     /// From sending the request to the first decoded event.
     FirstEvent,
-    /// The longest wait for the next body chunk once streaming.
+    /// The longest wait, once streaming, for the next decoded event while
+    /// the consumer asks for one.
     Idle,
+    /// The whole request, retries included ([`Timeouts::total`]).
+    ///
+    /// [`Timeouts::total`]: super::Timeouts::total
+    Total,
 }
 
 impl TimeoutKind {
@@ -72,6 +77,7 @@ impl TimeoutKind {
             TimeoutKind::Connect => "connect",
             TimeoutKind::FirstEvent => "first_event",
             TimeoutKind::Idle => "idle",
+            TimeoutKind::Total => "total",
         }
     }
 }
@@ -122,7 +128,8 @@ pub enum ProviderError {
         /// How to treat it.
         class: ErrorClass,
     },
-    /// A read timeout fired.
+    /// One of the request's read timeouts fired (the stream ends
+    /// [`Status::TimedOut`]).
     #[error("{which} timeout after {after:?}")]
     Timeout {
         /// Which one.
@@ -130,7 +137,8 @@ pub enum ProviderError {
         /// Its configured length.
         after: Duration,
     },
-    /// The total deadline passed, or a retry would have started after it.
+    /// The pipeline's deadline passed, or a retry would have started after
+    /// the request's deadline (the stream ends [`Status::DeadlineExceeded`]).
     #[error("deadline exceeded: {0}")]
     DeadlineExceeded(String),
     /// The response body broke off (connection reset, incomplete chunk).
@@ -139,6 +147,11 @@ pub enum ProviderError {
     /// The body was not a valid stream of the API.
     #[error("undecodable stream: {0}")]
     Decode(#[from] DecodeError),
+    /// The response body is compressed (`Content-Encoding` other than
+    /// `identity`) although the request asked for `Accept-Encoding:
+    /// identity`: it is not read, so a compression bomb costs nothing.
+    #[error("unsupported response Content-Encoding `{0}` (the request asked for identity)")]
+    ContentEncoding(String),
 }
 
 impl ProviderError {
@@ -195,7 +208,9 @@ impl ProviderError {
     /// How to treat this error.
     pub fn class(&self) -> ErrorClass {
         match self {
-            ProviderError::Config(_) | ProviderError::Decode(_) => ErrorClass::Permanent,
+            ProviderError::Config(_)
+            | ProviderError::Decode(_)
+            | ProviderError::ContentEncoding(_) => ErrorClass::Permanent,
             ProviderError::Connect { .. } | ProviderError::Body(_) => ErrorClass::Transient,
             ProviderError::Http { class, .. } => *class,
             ProviderError::Timeout { .. } => ErrorClass::Timeout,
@@ -221,19 +236,20 @@ impl ProviderError {
                 TimeoutKind::Connect => "connect_timeout",
                 TimeoutKind::FirstEvent => "first_event_timeout",
                 TimeoutKind::Idle => "idle_timeout",
+                TimeoutKind::Total => "total_timeout",
             },
             ProviderError::DeadlineExceeded(_) => "deadline_exceeded",
             ProviderError::Body(_) => "body_error",
             ProviderError::Decode(_) => "decode_error",
+            ProviderError::ContentEncoding(_) => "unsupported_content_encoding",
         }
     }
 
     /// The terminal status a stream that ends with this error reports.
     pub fn status_on_stream(&self) -> Status {
         match self {
-            ProviderError::Timeout { .. } | ProviderError::DeadlineExceeded(_) => {
-                Status::DeadlineExceeded
-            }
+            ProviderError::Timeout { .. } => Status::TimedOut,
+            ProviderError::DeadlineExceeded(_) => Status::DeadlineExceeded,
             ProviderError::Body(_) => Status::Truncated,
             _ => Status::Failed,
         }

@@ -63,14 +63,24 @@ pub enum Status {
     Truncated,
     /// The consumer or the pipeline cancelled the stream.
     Cancelled,
-    /// The pipeline's deadline or a read timeout ended the stream.
+    /// The pipeline's deadline (`cx.deadline()`, [`ProviderStream::deadline`])
+    /// ended the stream: the caller's time ran out.
+    ///
+    /// [`ProviderStream::deadline`]: crate::provider::ProviderStream::deadline
     DeadlineExceeded,
+    /// One of the request's own read timeouts ended the stream: the server
+    /// was too slow (connect, first event, idle, total; see
+    /// [`TimeoutKind`](crate::provider::TimeoutKind)). The
+    /// [`ProviderEvent::Error`] before it names which one
+    /// (`connect_timeout`, `first_event_timeout`, `idle_timeout`,
+    /// `total_timeout`).
+    TimedOut,
 }
 
 impl Status {
     /// The outcome's snake_case name, as serialized: `completed`,
-    /// `incomplete`, `refused`, `failed`, `truncated`, `cancelled` or
-    /// `deadline_exceeded`.
+    /// `incomplete`, `refused`, `failed`, `truncated`, `cancelled`,
+    /// `deadline_exceeded` or `timed_out`.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Completed => "completed",
@@ -80,6 +90,7 @@ impl Status {
             Status::Truncated => "truncated",
             Status::Cancelled => "cancelled",
             Status::DeadlineExceeded => "deadline_exceeded",
+            Status::TimedOut => "timed_out",
         }
     }
 }

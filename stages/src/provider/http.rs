@@ -17,9 +17,19 @@
 //! been decoded: after that a failure ends the stream with
 //! [`ProviderEvent::Error`] and a terminal [`ProviderEvent::Done`] (a token is
 //! never produced twice). Timeouts: connect (in the HTTP client), first event
-//! (from sending a request), idle (the wait for each chunk while streaming),
-//! total (the earlier of [`Timeouts::total`] and the pipeline's deadline;
-//! retry waits never go past it).
+//! (from sending a request), idle (from asking for more to the next decoded
+//! event: bytes that complete no event do not count), total (the earlier of
+//! [`Timeouts::total`] and the pipeline's deadline; retry waits never go past
+//! it). A read timeout ends the stream [`Status::TimedOut`], the pipeline's
+//! deadline [`Status::DeadlineExceeded`].
+//!
+//! # Hostile bodies
+//!
+//! Requests ask for `Accept-Encoding: identity`; a response with any other
+//! `Content-Encoding` is refused before its body is read
+//! ([`ProviderError::ContentEncoding`]). A line or event longer than the
+//! decoder's cap ([`ProviderConfig::max_event_bytes`], 1 MiB by default)
+//! fails the stream, so buffered bytes stay below the cap plus one chunk.
 //!
 //! [`RetryPolicy`]: super::RetryPolicy
 //! [`Timeouts::total`]: super::Timeouts::total
@@ -211,14 +221,34 @@ impl Session {
         self.state = State::Finished;
     }
 
+    /// The error for the total deadline having passed: the pipeline's own
+    /// deadline when that is what passed, else the total read timeout.
     fn deadline_error(&self) -> ProviderError {
-        ProviderError::DeadlineExceeded("the request's deadline passed".to_owned())
+        let timeouts = self.cfg.timeout_settings();
+        match (self.pipeline_deadline, timeouts.total) {
+            (Some(d), _) if d <= Instant::now() => ProviderError::DeadlineExceeded(
+                "the pipeline's deadline passed during the request".to_owned(),
+            ),
+            (_, Some(after)) => ProviderError::Timeout {
+                which: TimeoutKind::Total,
+                after,
+            },
+            // Unreachable in practice (a deadline passed, so one was set);
+            // name the pipeline's rather than panic.
+            (_, None) => ProviderError::DeadlineExceeded(
+                "the pipeline's deadline passed during the request".to_owned(),
+            ),
+        }
     }
 
     /// Advances until there is an event to hand out or the stream is over.
     async fn fill(&mut self, cancel: Option<&CancelScope>) -> Result<(), ProviderError> {
         let total = self.total_deadline();
         let timeouts = *self.cfg.timeout_settings();
+        // The consumer asks for an event now: the idle timer runs from here
+        // to the next decoded event, whatever bytes arrive meanwhile (a body
+        // trickling bytes that complete no event must not keep it alive).
+        let idle_by = Instant::now() + timeouts.idle;
         while self.lookahead.is_empty() {
             let now = Instant::now();
             match &mut self.state {
@@ -257,6 +287,11 @@ impl Session {
                                 first_event_by,
                             }));
                         }
+                        Guarded::Ready(Ok(Err((err, _)))) if err.status().is_none() => {
+                            // Not an HTTP error status (a refused
+                            // Content-Encoding): permanent, never retried.
+                            self.finish_with(err);
+                        }
                         Guarded::Ready(Ok(Err((err, headers)))) => {
                             let status = err.status().unwrap_or(500);
                             let failure = Failure::Status {
@@ -275,7 +310,7 @@ impl Session {
                         first_event_by,
                     } = &mut **streaming;
                     let wait = if self.decoded_any {
-                        Some(now + timeouts.idle)
+                        Some(idle_by)
                     } else {
                         *first_event_by
                     };
@@ -337,7 +372,8 @@ impl Session {
     }
 
     /// Sends one attempt. `Ok(Ok(resp))`: a success status, body unread.
-    /// `Ok(Err((err, headers)))`: an error status with its parsed body.
+    /// `Ok(Err((err, headers)))`: an error status with its parsed body, or
+    /// a refused `Content-Encoding` (no status, not retried).
     /// `Err`: the request never got a response.
     async fn request(
         &self,
@@ -373,6 +409,13 @@ impl Session {
         };
         let status = resp.status();
         if status.is_success() {
+            if let Some(encoding) = unsupported_encoding(resp.headers()) {
+                // Dropping the response closes the connection unread.
+                return Ok(Err((
+                    ProviderError::ContentEncoding(encoding),
+                    HeaderMap::new(),
+                )));
+            }
             return Ok(Ok(resp));
         }
         let headers = resp.headers().clone();
@@ -441,6 +484,23 @@ impl Session {
             }
         }
     }
+}
+
+/// The response's `Content-Encoding` when it is anything but `identity`
+/// (the request asked for identity; decoding is not attempted, so a
+/// compression bomb is never inflated).
+fn unsupported_encoding(headers: &HeaderMap) -> Option<String> {
+    let mut codings = Vec::new();
+    for value in headers.get_all(reqwest::header::CONTENT_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        codings.extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
+                .map(str::to_owned),
+        );
+    }
+    (!codings.is_empty()).then(|| codings.join(", "))
 }
 
 /// A provider's streamed answer as a `futures::Stream` of normalised events.

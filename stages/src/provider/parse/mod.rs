@@ -10,7 +10,8 @@
 //!   `Done { status: Truncated }`, never with success.
 //! - Event types the parser does not know are skipped, never fatal; but the
 //!   data of every event must be JSON (Chat's `[DONE]` sentinel aside), known
-//!   or not, so a corrupted stream is never read as a good one.
+//!   or not, and every event name valid UTF-8, so a corrupted stream is never
+//!   read as a good one.
 //! - A client tool call ends with one [`ProviderEvent::ToolCall`] (arguments
 //!   parsed) or [`ProviderEvent::ToolCallInvalid`] after its deltas, unless
 //!   the stream ends first.
@@ -130,6 +131,15 @@ pub enum DecodeErrorKind {
         event: String,
         /// serde_json's description of the problem.
         message: String,
+    },
+    /// An event name (`event:` field) was not valid UTF-8. The SSE decoder
+    /// replaces invalid bytes with U+FFFD (WHATWG), which would make the
+    /// event an unknown type and skip it silently; no API's event names
+    /// contain U+FFFD, so any such name is reported instead.
+    #[error("event name is not valid UTF-8: `{name}`")]
+    InvalidEventName {
+        /// The name as decoded, invalid bytes shown as U+FFFD.
+        name: String,
     },
 }
 
@@ -411,6 +421,12 @@ impl ProviderDecoder {
         out: &mut Vec<ProviderEvent>,
     ) -> Result<(), DecodeError> {
         for event in events {
+            if event.event.contains(char::REPLACEMENT_CHARACTER) {
+                return Err(DecodeErrorKind::InvalidEventName {
+                    name: event.event.clone(),
+                }
+                .into());
+            }
             if self.parser.on_event(event, out)? {
                 self.finished = true;
                 break;
