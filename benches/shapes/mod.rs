@@ -26,7 +26,19 @@ pub(crate) const SHAPES: &[&str] = &[
     "broadcast2",
     "partition2",
     "chain3-per-event",
+    "fanout2-slow",
+    "fanout4-slow",
 ];
+
+/// Consumers of a `fanout*-slow` shape: work shared by demand, one of the
+/// consumers [`SlowSum`], the rest [`Sum`].
+fn slow_fanout_width(shape: &str) -> Option<usize> {
+    match shape {
+        "fanout2-slow" => Some(2),
+        "fanout4-slow" => Some(4),
+        _ => None,
+    }
+}
 
 const BATCH: usize = 500;
 const CHANNEL_BATCHES: usize = 2;
@@ -173,6 +185,15 @@ fn build(shape: &str, n: u64) -> Result<(Pipeline, usize), String> {
             p.consumer("sink-odd", Sum::default())
                 .subscribe(&a, d().partition(1));
         }
+        "fanout2-slow" | "fanout4-slow" => {
+            let width = slow_fanout_width(shape).unwrap_or(2);
+            let a = p.producer("source", src);
+            for i in 0..width - 1 {
+                p.consumer(&format!("fast-{i}"), Sum::default())
+                    .subscribe(&a, d());
+            }
+            p.consumer("slow", SlowSum::default()).subscribe(&a, d());
+        }
         "chain3-slow" => {
             let a = p.producer("source", src);
             let b = p
@@ -186,7 +207,7 @@ fn build(shape: &str, n: u64) -> Result<(Pipeline, usize), String> {
     let max_demand = d().limits().map_err(|e| e.to_string())?.max();
     let subscriptions = match shape {
         "linear" | "linear-per-event" => 1,
-        _ => 2,
+        _ => slow_fanout_width(shape).unwrap_or(2),
     };
     Ok((p, max_demand * subscriptions))
 }
@@ -328,6 +349,39 @@ pub(crate) async fn baseline(shape: &str, n: u64) -> Result<Measure, String> {
                         loop {
                             let b = rx.lock().await.recv().await;
                             match b {
+                                Some(b) => consume_sum(&mut acc, &b),
+                                None => return,
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let _ = a.await;
+            for s in sinks {
+                let _ = s.await;
+            }
+        }
+        "fanout2-slow" | "fanout4-slow" => {
+            // Work-sharing as in fanout2; the last consumer is the slow one.
+            let width = slow_fanout_width(shape).unwrap_or(2);
+            let (tx, rx) = ch();
+            let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+            let a = tokio::spawn(baseline_source(n, tx));
+            let sinks: Vec<_> = (0..width)
+                .map(|i| {
+                    let rx = rx.clone();
+                    let slow = i == width - 1;
+                    tokio::spawn(async move {
+                        let mut acc = 0u64;
+                        loop {
+                            let b = rx.lock().await.recv().await;
+                            match b {
+                                Some(b) if slow => {
+                                    for &x in &b {
+                                        acc = acc.wrapping_add(busy(x));
+                                    }
+                                    std::hint::black_box(acc);
+                                }
                                 Some(b) => consume_sum(&mut acc, &b),
                                 None => return,
                             }

@@ -63,6 +63,8 @@ fn bench_json_has_every_shape_and_key() {
             "broadcast2",
             "partition2",
             "chain3-per-event",
+            "fanout2-slow",
+            "fanout4-slow",
             "chain3-slow"
         ]
     );

@@ -28,6 +28,8 @@ for the largest number of buffered events, reported against the bound: the
 sum of max_demand over the shape's subscriptions.
 
 shapes: linear, chain3, fanout2, broadcast2, partition2, chain3-per-event,
+        fanout2-slow, fanout4-slow (work shared by demand among 2 or 4
+        consumers, one of them ~100x slower per event than the others),
         chain3-slow (chain3 whose consumer is ~100x slower than its producer:
         the memory check)
 
