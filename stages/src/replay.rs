@@ -2,7 +2,7 @@
 //! decoder and parser as the live producers ([`ProviderDecoder`]).
 //!
 //! ```text
-//! demandflow replay --api openai-responses|openai-chat|anthropic-messages [--chunk N] FILE
+//! demandflow replay --api openai-responses|openai-chat|anthropic-messages|gemini [--chunk N] FILE
 //! ```
 //!
 //! Output (stdout): each normalised event as one JSON line, then one line
@@ -33,7 +33,7 @@ use serde_json::Value;
 use crate::provider::{Api, FinalMessage, MessageBuilder, ProviderDecoder, ProviderEvent, Usage};
 
 const USAGE: &str =
-    "usage: demandflow replay --api openai-responses|openai-chat|anthropic-messages [--chunk N] FILE";
+    "usage: demandflow replay --api openai-responses|openai-chat|anthropic-messages|gemini [--chunk N] FILE";
 
 /// Parsed command line of `replay`.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,7 +88,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             }
         }
     }
-    let api = api.ok_or("missing --api openai-responses|openai-chat|anthropic-messages")?;
+    let api = api.ok_or("missing --api openai-responses|openai-chat|anthropic-messages|gemini")?;
     let file = file.ok_or("missing FILE")?;
     Ok(Args { api, chunk, file })
 }

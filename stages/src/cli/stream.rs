@@ -31,12 +31,13 @@ normalised event as a JSON line), then one summary line:
 S is completed, incomplete, refused, failed, truncated, cancelled or
 deadline_exceeded (docs/providers.md maps each API's stop reasons to these).
 
-  --api API        openai-responses | openai-chat | anthropic-messages
+  --api API        openai-responses | openai-chat | anthropic-messages | gemini
   --base-url URL   scheme, host, port and optional path prefix; the API's path
-                   (/v1/responses, /v1/chat/completions, /v1/messages) is
+                   (/v1/responses, /v1/chat/completions, /v1/messages,
+                   /v1beta/models/MODEL:streamGenerateContent?alt=sse) is
                    appended, without a second /v1
-The key is read from OPENAI_API_KEY or ANTHROPIC_API_KEY (a placeholder is
-sent when unset, for local servers).
+The key is read from OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY (a
+placeholder is sent when unset, for local servers).
 
 exit status: 0 completed or incomplete, 1 any other outcome (refused
 included), 2 usage error";
@@ -76,12 +77,13 @@ fn options(argv: &[String]) -> Result<Option<Options>, String> {
     parsed.no_positionals()?;
     let api: Api = parsed
         .raw("--api")
-        .ok_or("missing --api openai-responses|openai-chat|anthropic-messages")?
+        .ok_or("missing --api openai-responses|openai-chat|anthropic-messages|gemini")?
         .parse()
         .map_err(|e: demandflow_stages::provider::ParseApiError| e.to_string())?;
     let base = parsed.raw("--base-url").ok_or("missing --base-url URL")?;
     let var = match api {
         Api::AnthropicMessages => "ANTHROPIC_API_KEY",
+        Api::Gemini => "GEMINI_API_KEY",
         _ => "OPENAI_API_KEY",
     };
     let key = ApiKey::from_env(var).unwrap_or_else(|| ApiKey::new(PLACEHOLDER_KEY));
