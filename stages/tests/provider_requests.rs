@@ -212,7 +212,10 @@ fn gemini_synthetic_ids_stay_home_and_signatures_go_back_on_the_call() {
         body["contents"][2]["parts"],
         json!([{"functionResponse": {"name": "get_weather", "response": {"output": "sunny"}}}])
     );
-    assert_eq!(body["toolConfig"], json!({"functionCallingConfig": {"mode": "ANY"}}));
+    assert_eq!(
+        body["toolConfig"],
+        json!({"functionCallingConfig": {"mode": "ANY"}})
+    );
     assert_eq!(
         body["generationConfig"],
         json!({"maxOutputTokens": 1024, "thinkingConfig": {"thinkingLevel": "LOW"}, "seed": 7})

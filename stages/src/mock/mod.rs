@@ -620,7 +620,9 @@ async fn handle(
             Api::AnthropicMessages => {
                 ErrorSpec::anthropic(401, "authentication_error", "invalid x-api-key")
             }
-            Api::Gemini => ErrorSpec::gemini(401, "API key not valid. Please pass a valid API key."),
+            Api::Gemini => {
+                ErrorSpec::gemini(401, "API key not valid. Please pass a valid API key.")
+            }
             _ => ErrorSpec::openai(
                 401,
                 "invalid_request_error",

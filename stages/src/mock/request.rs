@@ -94,7 +94,11 @@ impl ParsedRequest {
     /// model, and whether to stream (`:streamGenerateContent`).
     pub(crate) fn with_path(mut self, api: Api, path: &str) -> ParsedRequest {
         if api == Api::Gemini {
-            let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+            let last = path
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
             let (model, method) = last.split_once(':').unwrap_or((last, ""));
             self.model = Some(model.to_owned()).filter(|m| !m.is_empty());
             self.stream = method == "streamGenerateContent";

@@ -279,7 +279,9 @@ fn join_endpoint(api: Api, base: &Url, model: &str) -> Url {
         let mut url = base.clone();
         url.set_path(&format!("{prefix}{version}/models/"));
         if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop().push(&format!("{model}:streamGenerateContent"));
+            segments
+                .pop()
+                .push(&format!("{model}:streamGenerateContent"));
         }
         url.set_query(Some("alt=sse"));
         return url;

@@ -1,4 +1,4 @@
-"""Writes the issue 11 fixtures (20, 21, 28, 30-43): SSE transcripts shaped
+"""Writes the issue 11 fixtures (20, 21, 28, 30-43 and Gemini 60-69): SSE transcripts shaped
 as the real APIs send them (shapes taken from the official SDKs' event
 types), each with its .expected.json. Deterministic; re-running it over the
 fixture directory must leave git clean:

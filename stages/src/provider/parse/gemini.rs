@@ -174,9 +174,18 @@ fn status_for(finish_reason: &str) -> Status {
         "STOP" => Status::Completed,
         "MAX_TOKENS" | "CONTINUATION" => Status::Incomplete,
         // The safety system, a blocklist or a policy stopped the answer.
-        "SAFETY" | "RECITATION" | "LANGUAGE" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII"
-        | "IMAGE_SAFETY" | "IMAGE_PROHIBITED_CONTENT" | "IMAGE_RECITATION" | "MODEL_ARMOR"
-        | "ESCALATION" | "PUP_LIMITED_DISABLED" => Status::Refused,
+        "SAFETY"
+        | "RECITATION"
+        | "LANGUAGE"
+        | "BLOCKLIST"
+        | "PROHIBITED_CONTENT"
+        | "SPII"
+        | "IMAGE_SAFETY"
+        | "IMAGE_PROHIBITED_CONTENT"
+        | "IMAGE_RECITATION"
+        | "MODEL_ARMOR"
+        | "ESCALATION"
+        | "PUP_LIMITED_DISABLED" => Status::Refused,
         // The model's output (or the request) was unusable: no answer and
         // no call an application could run.
         "MALFORMED_FUNCTION_CALL"
@@ -378,8 +387,12 @@ impl GeminiParser {
         }
         if let Some(u) = chunk.usage_metadata {
             out.push(ProviderEvent::Usage(Usage {
-                input_tokens: u.prompt_token_count.saturating_add(u.tool_use_prompt_token_count),
-                output_tokens: u.candidates_token_count.saturating_add(u.thoughts_token_count),
+                input_tokens: u
+                    .prompt_token_count
+                    .saturating_add(u.tool_use_prompt_token_count),
+                output_tokens: u
+                    .candidates_token_count
+                    .saturating_add(u.thoughts_token_count),
             }));
         }
         Ok(false)

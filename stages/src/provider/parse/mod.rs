@@ -88,7 +88,9 @@ impl fmt::Display for Api {
 
 /// The name given to [`Api::from_str`] is not a supported API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown api `{name}` (expected openai-responses, openai-chat, anthropic-messages or gemini)")]
+#[error(
+    "unknown api `{name}` (expected openai-responses, openai-chat, anthropic-messages or gemini)"
+)]
 pub struct ParseApiError {
     name: String,
 }
