@@ -277,6 +277,8 @@ mod tests {
         );
         let parsed = parse_args(&args(&["--api=openai-chat", "--chunk=3", "x"])).unwrap();
         assert_eq!((parsed.api, parsed.chunk), (Api::OpenAiChat, Some(3)));
+        let parsed = parse_args(&args(&["--api", "gemini", "x"])).unwrap();
+        assert_eq!(parsed.api, Api::Gemini);
     }
 
     #[test]
@@ -284,7 +286,7 @@ mod tests {
         for bad in [
             &["--api", "openai-chat"][..],
             &["x.sse"],
-            &["--api", "gemini", "x.sse"],
+            &["--api", "cohere", "x.sse"],
             &["--api", "openai-chat", "--chunk", "0", "x.sse"],
             &["--api", "openai-chat", "--chunk", "-3", "x.sse"],
             &["--api", "openai-chat", "--chunk"],

@@ -311,7 +311,7 @@ mod tests {
         let args = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert!(options(&args(&["--base-url", "http://127.0.0.1:1"])).is_err());
         assert!(options(&args(&["--api", "openai-chat"])).is_err());
-        assert!(options(&args(&["--api", "gemini", "--base-url", "http://x"])).is_err());
+        assert!(options(&args(&["--api", "cohere", "--base-url", "http://x"])).is_err());
         assert!(options(&args(&["--api", "openai-chat", "--base-url", "nope"])).is_err());
         assert!(options(&args(&[
             "--api",
