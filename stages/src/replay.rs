@@ -2,7 +2,7 @@
 //! decoder and parser as the live producers ([`ProviderDecoder`]).
 //!
 //! ```text
-//! demandflow replay --api openai-responses|openai-chat|anthropic-messages [--chunk N] FILE
+//! demandflow replay --api openai-responses|openai-chat|anthropic-messages|gemini [--chunk N] FILE
 //! ```
 //!
 //! Output (stdout): each normalised event as one JSON line, then one line
@@ -33,7 +33,7 @@ use serde_json::Value;
 use crate::provider::{Api, FinalMessage, MessageBuilder, ProviderDecoder, ProviderEvent, Usage};
 
 const USAGE: &str =
-    "usage: demandflow replay --api openai-responses|openai-chat|anthropic-messages [--chunk N] FILE";
+    "usage: demandflow replay --api openai-responses|openai-chat|anthropic-messages|gemini [--chunk N] FILE";
 
 /// Parsed command line of `replay`.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,7 +88,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             }
         }
     }
-    let api = api.ok_or("missing --api openai-responses|openai-chat|anthropic-messages")?;
+    let api = api.ok_or("missing --api openai-responses|openai-chat|anthropic-messages|gemini")?;
     let file = file.ok_or("missing FILE")?;
     Ok(Args { api, chunk, file })
 }
@@ -277,6 +277,8 @@ mod tests {
         );
         let parsed = parse_args(&args(&["--api=openai-chat", "--chunk=3", "x"])).unwrap();
         assert_eq!((parsed.api, parsed.chunk), (Api::OpenAiChat, Some(3)));
+        let parsed = parse_args(&args(&["--api", "gemini", "x"])).unwrap();
+        assert_eq!(parsed.api, Api::Gemini);
     }
 
     #[test]
@@ -284,7 +286,7 @@ mod tests {
         for bad in [
             &["--api", "openai-chat"][..],
             &["x.sse"],
-            &["--api", "gemini", "x.sse"],
+            &["--api", "cohere", "x.sse"],
             &["--api", "openai-chat", "--chunk", "0", "x.sse"],
             &["--api", "openai-chat", "--chunk", "-3", "x.sse"],
             &["--api", "openai-chat", "--chunk"],

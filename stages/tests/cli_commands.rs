@@ -170,7 +170,7 @@ fn usage_errors_exit_2_with_one_line_and_help_exits_0() {
         &[][..],
         &["nope"],
         &["demo", "--tokens", "many"],
-        &["demo", "--api", "gemini"],
+        &["demo", "--api", "cohere"],
         &["bench", "--shape", "triangle"],
         &["chaos", "--crash-rate", "2"],
         &["chaos", "--frobnicate"],

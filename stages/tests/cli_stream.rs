@@ -176,7 +176,7 @@ async fn usage_errors_exit_2_with_one_line() {
     for bad in [
         &["--base-url", "http://127.0.0.1:1"][..],
         &["--api", "openai-chat"],
-        &["--api", "gemini", "--base-url", "http://127.0.0.1:1"],
+        &["--api", "cohere", "--base-url", "http://127.0.0.1:1"],
         &["--api", "openai-chat", "--base-url", "not a url"],
         &[
             "--api",

@@ -151,6 +151,7 @@ fn registry_has_builtins_and_user_entries() {
         ids,
         [
             "anthropic-messages",
+            "gemini",
             "local",
             "openai-chat",
             "openai-responses"
@@ -224,5 +225,5 @@ async fn lookups_succeed_after_panics_anywhere_else() {
     }
     assert!(reg.get("boom").is_some());
     let clone: ProviderRegistry = (*reg).clone();
-    assert_eq!(clone.ids().count(), 4);
+    assert_eq!(clone.ids().count(), 5);
 }

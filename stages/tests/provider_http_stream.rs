@@ -77,8 +77,8 @@ async fn each_api_streams_a_generated_answer_to_completion() {
     }
     // Each request carried the API's request shape and auth.
     let reqs = server.requests();
-    assert_eq!(reqs.len(), 3);
-    for r in &reqs {
+    assert_eq!(reqs.len(), 4);
+    for r in &reqs[..3] {
         assert_eq!(r.key_ok, Some(true));
         assert_eq!(r.body["stream"], true);
         assert_eq!(r.body["model"], "mock-model-x");
@@ -90,6 +90,14 @@ async fn each_api_streams_a_generated_answer_to_completion() {
     assert_eq!(reqs[2].path, "/v1/messages");
     assert_eq!(reqs[2].header("anthropic-version"), Some("2023-06-01"));
     assert_eq!(reqs[2].header("x-api-key"), Some("<redacted>"));
+    // Gemini names the model and streaming in the path, not the body.
+    assert_eq!(reqs[3].key_ok, Some(true));
+    assert_eq!(
+        reqs[3].path,
+        "/v1beta/models/mock-model-x:streamGenerateContent"
+    );
+    assert_eq!(reqs[3].body["generationConfig"]["maxOutputTokens"], 1000);
+    assert_eq!(reqs[3].header("x-goog-api-key"), Some("<redacted>"));
     server.shutdown().await;
 }
 
@@ -104,6 +112,7 @@ async fn max_tokens_gives_each_apis_incomplete_ending() {
         (Api::OpenAiResponses, Status::Incomplete),
         (Api::OpenAiChat, Status::Incomplete),
         (Api::AnthropicMessages, Status::Incomplete),
+        (Api::Gemini, Status::Incomplete),
     ];
     for (api, want) in expected {
         let cfg = config(api, &server).max_tokens(7);

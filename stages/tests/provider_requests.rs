@@ -115,6 +115,115 @@ fn anthropic_messages_body() {
 }
 
 #[test]
+fn gemini_body() {
+    let mut reasoning = ReasoningConfig::default();
+    reasoning.budget_tokens = Some(2048);
+    reasoning.include_thoughts = Some(true);
+    let cfg = config(Api::Gemini).reasoning(reasoning);
+    assert_eq!(
+        cfg.request_body(),
+        json!({
+            "systemInstruction": {"parts": [{"text": "Be brief."}]},
+            "contents": [
+                {"role": "user", "parts": [
+                    {"text": "Weather here?"},
+                    {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+                ]},
+                {"role": "model", "parts": [
+                    {"text": "Looks like Oslo.", "thought": true, "thoughtSignature": "sig_1"},
+                    {"text": "Checking."},
+                    {"functionCall": {"id": "call_1", "name": "get_weather", "args": {"city": "Oslo"}}},
+                ]},
+                {"role": "user", "parts": [
+                    {"functionResponse": {"id": "call_1", "name": "get_weather", "response": {"temp_c": 3}}},
+                ]},
+            ],
+            "tools": [{"functionDeclarations": [
+                {"name": "get_weather", "description": "Current weather for a city", "parametersJsonSchema": schema()},
+                {"name": "run_sql", "description": "Runs one SQL query", "parametersJsonSchema":
+                    {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}},
+            ]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}},
+            "generationConfig": {
+                "maxOutputTokens": 4096,
+                "temperature": 0.5,
+                "topP": 0.25,
+                "stopSequences": ["END"],
+                "thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": true},
+            },
+            "metadata": {"trace": "t1"},
+        })
+    );
+    assert_eq!(
+        cfg.endpoint().as_str(),
+        "https://generativelanguage.googleapis.com/v1beta/models/m:streamGenerateContent?alt=sse"
+    );
+    let headers = cfg.api_key("AIza-secret").request_headers().unwrap();
+    assert_eq!(headers["x-goog-api-key"], "AIza-secret");
+    assert!(headers.get("authorization").is_none());
+}
+
+#[test]
+fn gemini_synthetic_ids_stay_home_and_signatures_go_back_on_the_call() {
+    let turn = Message::new(
+        Role::Assistant,
+        vec![
+            Part::Reasoning {
+                id: None,
+                text: String::new(),
+                signature: Some("c2ln".into()),
+                redacted: None,
+            },
+            Part::Text("Let me look.".into()),
+            Part::ToolCall {
+                id: "gemini-call-0".into(),
+                name: "get_weather".into(),
+                kind: ToolKind::Function,
+                arguments: json!({"city": "Oslo"}),
+            },
+        ],
+    );
+    let result = Message::new(
+        Role::User,
+        vec![Part::ToolResult {
+            id: "gemini-call-0".into(),
+            name: "get_weather".into(),
+            kind: ToolKind::Function,
+            content: "sunny".into(),
+            is_error: false,
+        }],
+    );
+    let mut effort = ReasoningConfig::default();
+    effort.effort = Some("low".into());
+    let body = ProviderConfig::official(Api::Gemini)
+        .messages([Message::user("Weather?"), turn, result])
+        .tool_choice(ToolChoice::Required)
+        .reasoning(effort)
+        .extra_body(json!({"generationConfig": {"seed": 7}, "safetySettings": []}))
+        .request_body();
+    assert_eq!(
+        body["contents"][1]["parts"],
+        json!([
+            {"text": "Let me look."},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": "c2ln"},
+        ])
+    );
+    assert_eq!(
+        body["contents"][2]["parts"],
+        json!([{"functionResponse": {"name": "get_weather", "response": {"output": "sunny"}}}])
+    );
+    assert_eq!(
+        body["toolConfig"],
+        json!({"functionCallingConfig": {"mode": "ANY"}})
+    );
+    assert_eq!(
+        body["generationConfig"],
+        json!({"maxOutputTokens": 1024, "thinkingConfig": {"thinkingLevel": "LOW"}, "seed": 7})
+    );
+    assert_eq!(body["safetySettings"], json!([]));
+}
+
+#[test]
 fn openai_chat_body() {
     assert_eq!(
         config(Api::OpenAiChat).request_body(),
@@ -249,6 +358,11 @@ fn plain_prompts_keep_the_short_forms_and_extra_null_removes_a_field() {
         assert_eq!(body.get("stream"), None, "{api}");
         assert_eq!(body.get("tools"), None, "{api}");
         assert_eq!(body.get("temperature"), None, "{api}");
+        if api == Api::Gemini {
+            let first = &body["contents"][0];
+            assert_eq!(first, &json!({"role": "user", "parts": [{"text": "hi"}]}));
+            continue;
+        }
         let first = match api {
             Api::OpenAiResponses => &body["input"][0],
             _ => &body["messages"][0],

@@ -29,7 +29,7 @@ options:
   --tokens N     tokens in the answer (default 300)
   --delay-ms N   the printer's delay per event, in ms (default 20)
   --pace-ms N    the mock's delay between SSE events, in ms (default 4)
-  --api API      openai-responses | openai-chat | anthropic-messages
+  --api API      openai-responses | openai-chat | anthropic-messages | gemini
                  (default anthropic-messages)";
 
 /// `max_demand` of provider → reflow and of reflow → printer: small, so

@@ -36,9 +36,10 @@ deadline_exceeded (--deadline-ms passed) or timed_out (a read timeout fired;
 stderr names which: connect_timeout, first_event_timeout, idle_timeout,
 total_timeout). docs/providers.md maps each API's stop reasons to these.
 
-  --api API        openai-responses | openai-chat | anthropic-messages
+  --api API        openai-responses | openai-chat | anthropic-messages | gemini
   --base-url URL   scheme, host, port and optional path prefix; the API's path
-                   (/v1/responses, /v1/chat/completions, /v1/messages) is
+                   (/v1/responses, /v1/chat/completions, /v1/messages,
+                   /v1beta/models/MODEL:streamGenerateContent?alt=sse) is
                    appended, without a second /v1
   --connect-timeout-ms N      TCP/TLS connect, per attempt (default 5000)
   --first-event-timeout-ms N  request sent to first event, per attempt
@@ -47,8 +48,8 @@ total_timeout). docs/providers.md maps each API's stop reasons to these.
                               streaming (default 60000)
   --total-timeout-ms N        the whole request, retries included (default none)
   --retries N                 retries before the first event (default 2)
-The key is read from OPENAI_API_KEY or ANTHROPIC_API_KEY (a placeholder is
-sent when unset, for local servers).
+The key is read from OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY (a
+placeholder is sent when unset, for local servers).
 
 exit status: 0 completed or incomplete, 1 any other outcome (refused
 included), 2 usage error";
@@ -93,12 +94,13 @@ fn options(argv: &[String]) -> Result<Option<Options>, String> {
     parsed.no_positionals()?;
     let api: Api = parsed
         .raw("--api")
-        .ok_or("missing --api openai-responses|openai-chat|anthropic-messages")?
+        .ok_or("missing --api openai-responses|openai-chat|anthropic-messages|gemini")?
         .parse()
         .map_err(|e: demandflow_stages::provider::ParseApiError| e.to_string())?;
     let base = parsed.raw("--base-url").ok_or("missing --base-url URL")?;
     let var = match api {
         Api::AnthropicMessages => "ANTHROPIC_API_KEY",
+        Api::Gemini => "GEMINI_API_KEY",
         _ => "OPENAI_API_KEY",
     };
     let key = ApiKey::from_env(var).unwrap_or_else(|| ApiKey::new(PLACEHOLDER_KEY));
@@ -355,7 +357,7 @@ mod tests {
         let args = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert!(options(&args(&["--base-url", "http://127.0.0.1:1"])).is_err());
         assert!(options(&args(&["--api", "openai-chat"])).is_err());
-        assert!(options(&args(&["--api", "gemini", "--base-url", "http://x"])).is_err());
+        assert!(options(&args(&["--api", "cohere", "--base-url", "http://x"])).is_err());
         assert!(options(&args(&["--api", "openai-chat", "--base-url", "nope"])).is_err());
         assert!(options(&args(&[
             "--api",

@@ -298,10 +298,22 @@ impl ErrorSpec {
         ErrorSpec::status(status).body(body.to_string())
     }
 
-    /// The error shape of `api`.
+    /// A Google-shaped error (Gemini): `{"error":{code,message,status}}`,
+    /// `status` the canonical name of the HTTP status (`RESOURCE_EXHAUSTED`
+    /// for 429, `UNAVAILABLE` for 503, …).
+    pub fn gemini(status: u16, message: &str) -> ErrorSpec {
+        let body = serde_json::json!({
+            "error": {"code": status, "message": message, "status": google_status(status)}
+        });
+        ErrorSpec::status(status).body(body.to_string())
+    }
+
+    /// The error shape of `api` (Gemini's has no `kind`: its `status` comes
+    /// from the HTTP status).
     pub fn for_api(api: Api, status: u16, kind: &str, message: &str) -> ErrorSpec {
         match api {
             Api::AnthropicMessages => ErrorSpec::anthropic(status, kind, message),
+            Api::Gemini => ErrorSpec::gemini(status, message),
             _ => ErrorSpec::openai(status, kind, None, message),
         }
     }
@@ -330,5 +342,22 @@ mod millis {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// The canonical Google RPC status name of an HTTP status.
+pub(crate) fn google_status(status: u16) -> &'static str {
+    match status {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
     }
 }

@@ -94,6 +94,7 @@ impl Generator {
         g.id = match api {
             Api::OpenAiResponses => format!("resp_mock_{serial}"),
             Api::OpenAiChat => format!("chatcmpl-mock{serial}"),
+            Api::Gemini => format!("mockGemini{serial}"),
             _ => format!("msg_mock_{serial}"),
         };
         g.preamble();
@@ -162,8 +163,26 @@ impl Generator {
         }))
     }
 
+    /// One Gemini chunk: `parts` of candidate 0, its finish reason, and the
+    /// cumulative usage (Gemini reports it on every chunk).
+    fn gemini_chunk(&self, parts: Value, finish: Option<&str>) -> Bytes {
+        let mut candidate = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
+        if let Some(finish) = finish {
+            candidate["finishReason"] = json!(finish);
+        }
+        gemini_data(&json!({
+            "candidates": [candidate],
+            "usageMetadata": {"promptTokenCount": self.input_tokens,
+                              "candidatesTokenCount": self.emitted,
+                              "totalTokenCount": self.input_tokens + self.emitted},
+            "modelVersion": self.model, "responseId": self.id
+        }))
+    }
+
     fn preamble(&mut self) {
         match self.api {
+            // Gemini's first chunk is the first token's.
+            Api::Gemini => {}
             Api::OpenAiResponses => {
                 let created = self.response_object("in_progress", false);
                 let evs = [
@@ -219,6 +238,7 @@ impl Generator {
                 self.responses_event(v)
             }
             Api::OpenAiChat => self.chat_chunk(json!({"content": tok}), None),
+            Api::Gemini => self.gemini_chunk(json!([{"text": tok}]), None),
             _ => named(
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": 0,
@@ -268,6 +288,11 @@ impl Generator {
                 }
                 self.pending
                     .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+            }
+            Api::Gemini => {
+                let finish = if self.hit_limit { "MAX_TOKENS" } else { "STOP" };
+                let b = self.gemini_chunk(json!([{"text": ""}]), Some(finish));
+                self.pending.push_back(b);
             }
             _ => {
                 let stop = if self.hit_limit {
@@ -323,6 +348,9 @@ pub(crate) fn error_event(api: Api, kind: &str, message: &str, seq: u64) -> Byte
             &json!({"type": "error", "code": kind, "message": message, "param": null,
                     "sequence_number": seq}),
         ),
+        Api::Gemini => gemini_data(&json!({
+            "error": {"code": 500, "message": message, "status": kind}
+        })),
         _ => named(
             "error",
             &json!({"type": "error", "error": {"type": kind, "message": message}}),
@@ -338,6 +366,11 @@ fn named(name: &str, v: &Value) -> Bytes {
 /// `data: <json>` + blank line (Chat Completions has no `event:` lines).
 fn data_only(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
+}
+
+/// `data: <json>` + CRLF blank line, as Gemini sends its chunks.
+fn gemini_data(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {v}\r\n\r\n"))
 }
 
 /// A non-streaming JSON answer (`stream: false`), in the API's shape.
@@ -364,6 +397,15 @@ pub(crate) fn non_streaming_body(api: Api, req: &ParsedRequest, wanted: Option<u
                          "finish_reason": if g.hit_limit { "length" } else { "stop" }}],
             "usage": {"prompt_tokens": g.input_tokens, "completion_tokens": g.emitted,
                       "total_tokens": g.input_tokens + g.emitted}
+        }),
+        Api::Gemini => json!({
+            "candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+                            "finishReason": if g.hit_limit { "MAX_TOKENS" } else { "STOP" },
+                            "index": 0}],
+            "usageMetadata": {"promptTokenCount": g.input_tokens,
+                              "candidatesTokenCount": g.emitted,
+                              "totalTokenCount": g.input_tokens + g.emitted},
+            "modelVersion": g.model, "responseId": g.id
         }),
         _ => json!({
             "id": g.id, "type": "message", "role": "assistant", "model": g.model,

@@ -1,6 +1,7 @@
 //! An embedded mock LLM provider: a loopback HTTP/1.1 server that speaks the
-//! OpenAI Responses, OpenAI Chat Completions and Anthropic Messages streaming
-//! APIs, replays `.sse` transcripts, and injects faults.
+//! OpenAI Responses, OpenAI Chat Completions, Anthropic Messages and Gemini
+//! (`…/models/{model}:streamGenerateContent`) streaming APIs, replays `.sse`
+//! transcripts, and injects faults.
 //!
 //! It is what the demo, the tests and the benchmarks talk to. Every response
 //! body is written through a bounded channel of one frame into hyper, and the
@@ -77,6 +78,7 @@ const SECRET_HEADERS: &[&str] = &[
     "authorization",
     "x-api-key",
     "api-key",
+    "x-goog-api-key",
     "proxy-authorization",
 ];
 
@@ -581,6 +583,7 @@ async fn handle(
         let h = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
         match api {
             Some(Api::AnthropicMessages) => h("x-api-key") == Some(key),
+            Some(Api::Gemini) => h("x-goog-api-key") == Some(key),
             _ => h("authorization").and_then(|v| v.strip_prefix("Bearer ")) == Some(key),
         }
     });
@@ -632,6 +635,9 @@ async fn handle(
             Api::AnthropicMessages => {
                 ErrorSpec::anthropic(401, "authentication_error", "invalid x-api-key")
             }
+            Api::Gemini => {
+                ErrorSpec::gemini(401, "API key not valid. Please pass a valid API key.")
+            }
             _ => ErrorSpec::openai(
                 401,
                 "invalid_request_error",
@@ -658,7 +664,7 @@ async fn handle(
             next.unwrap_or_else(|| lock(&shared.default).clone())
         }
     };
-    let parsed = ParsedRequest::from_json(api, &json);
+    let parsed = ParsedRequest::from_json(api, &json).with_path(api, &path);
     let serial = shared.serial.fetch_add(1, Ordering::Relaxed);
     Ok(match behaviour {
         Behaviour::Error(spec) => error_answer(&spec),

@@ -1,4 +1,4 @@
-//! Reading the three APIs' request bodies.
+//! Reading the four APIs' request bodies.
 
 use serde_json::Value;
 
@@ -8,6 +8,11 @@ use crate::provider::Api;
 /// URL with a prefix (`/proxy/v1/messages`) reaches the mock too.
 pub(crate) fn api_for_path(path: &str) -> Option<Api> {
     let path = path.trim_end_matches('/');
+    // Gemini names the model and the method in the last segment:
+    // `/v1beta/models/{model}:streamGenerateContent`.
+    if path.ends_with(":streamGenerateContent") || path.ends_with(":generateContent") {
+        return Some(Api::Gemini);
+    }
     if path.ends_with("/responses") {
         Some(Api::OpenAiResponses)
     } else if path.ends_with("/chat/completions") {
@@ -33,7 +38,11 @@ impl ParsedRequest {
     pub(crate) fn from_json(api: Api, v: &Value) -> ParsedRequest {
         let max_tokens = ["max_output_tokens", "max_completion_tokens", "max_tokens"]
             .iter()
-            .find_map(|k| v.get(*k).and_then(Value::as_u64));
+            .find_map(|k| v.get(*k).and_then(Value::as_u64))
+            .or_else(|| {
+                v.pointer("/generationConfig/maxOutputTokens")
+                    .and_then(Value::as_u64)
+            });
         let mut prompt = String::new();
         match api {
             Api::OpenAiResponses => {
@@ -44,6 +53,18 @@ impl ParsedRequest {
                     Some(Value::String(s)) => push_text(&mut prompt, s),
                     Some(Value::Array(items)) => items.iter().for_each(|m| message(&mut prompt, m)),
                     _ => {}
+                }
+            }
+            Api::Gemini => {
+                if let Some(Value::Array(parts)) = v.pointer("/systemInstruction/parts") {
+                    parts.iter().for_each(|p| content(&mut prompt, p));
+                }
+                if let Some(Value::Array(turns)) = v.get("contents") {
+                    for turn in turns {
+                        if let Some(Value::Array(parts)) = turn.get("parts") {
+                            parts.iter().for_each(|p| content(&mut prompt, p));
+                        }
+                    }
                 }
             }
             _ => {
@@ -68,6 +89,26 @@ impl ParsedRequest {
     }
 }
 
+impl ParsedRequest {
+    /// Gemini puts in the path what the other APIs put in the body: the
+    /// model, and whether to stream (`:streamGenerateContent`).
+    pub(crate) fn with_path(mut self, api: Api, path: &str) -> ParsedRequest {
+        if api == Api::Gemini {
+            let last = path
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
+            let (model, method) = last.split_once(':').unwrap_or((last, ""));
+            self.model = Some(model.to_owned()).filter(|m| !m.is_empty());
+            self.stream = method == "streamGenerateContent";
+            // Gemini always reports usage.
+            self.include_usage = true;
+        }
+        self
+    }
+}
+
 fn push_text(out: &mut String, s: &str) {
     if !out.is_empty() {
         out.push('\n');
@@ -81,8 +122,8 @@ fn message(out: &mut String, m: &Value) {
     }
 }
 
-/// Content is a string or a list of typed parts (`{"type":"text","text":..}`,
-/// `{"type":"input_text","text":..}`).
+/// Content is a string, a list of typed parts (`{"type":"text","text":..}`,
+/// `{"type":"input_text","text":..}`), or one Gemini part (`{"text":..}`).
 fn content(out: &mut String, c: &Value) {
     match c {
         Value::String(s) => push_text(out, s),
@@ -91,6 +132,11 @@ fn content(out: &mut String, c: &Value) {
                 if let Some(s) = p.get("text").and_then(Value::as_str) {
                     push_text(out, s);
                 }
+            }
+        }
+        Value::Object(part) => {
+            if let Some(s) = part.get("text").and_then(Value::as_str) {
+                push_text(out, s);
             }
         }
         _ => {}

@@ -214,6 +214,7 @@ impl fmt::Debug for ProviderConfig {
 pub fn default_base_url(api: Api) -> &'static str {
     match api {
         Api::AnthropicMessages => "https://api.anthropic.com",
+        Api::Gemini => "https://generativelanguage.googleapis.com",
         _ => "https://api.openai.com/v1",
     }
 }
@@ -221,6 +222,7 @@ pub fn default_base_url(api: Api) -> &'static str {
 fn default_model(api: Api) -> &'static str {
     match api {
         Api::AnthropicMessages => "claude-sonnet-4-5",
+        Api::Gemini => "gemini-2.5-flash",
         _ => "gpt-4.1-mini",
     }
 }
@@ -235,6 +237,9 @@ fn default_spec(api: Api) -> RequestSpec {
 
 /// `base` (scheme, host, port, optional path prefix) joined with the API's
 /// standard path, without a second `/v1` when `base` already ends in `/v1`.
+/// Gemini's path names the model: this gives the default model's
+/// (`gemini-2.5-flash`) URL, with `?alt=sse`; a [`ProviderConfig`] follows
+/// its own model.
 ///
 /// ```
 /// use demandflow_stages::provider::{endpoint_url, Api};
@@ -252,7 +257,7 @@ fn default_spec(api: Api) -> RequestSpec {
 /// credentials, a query or a fragment.
 pub fn endpoint_url(api: Api, base: &str) -> Result<Url, ConfigError> {
     let base = parse_base(base)?;
-    Ok(join_endpoint(api, &base))
+    Ok(join_endpoint(api, &base, default_model(api)))
 }
 
 fn parse_base(base: &str) -> Result<Url, ConfigError> {
@@ -285,8 +290,24 @@ fn parse_base(base: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-fn join_endpoint(api: Api, base: &Url) -> Url {
+fn join_endpoint(api: Api, base: &Url, model: &str) -> Url {
     let prefix = base.path().trim_end_matches('/');
+    if api == Api::Gemini {
+        // `/v1beta` is the version the SDK uses; a base that already names
+        // a version (`…/v1beta`, `…/v1`) keeps it. The model is one path
+        // segment: `/` and `?` in a model name must not escape it.
+        let versioned = prefix.ends_with("/v1beta") || prefix.ends_with("/v1");
+        let version = if versioned { "" } else { "/v1beta" };
+        let mut url = base.clone();
+        url.set_path(&format!("{prefix}{version}/models/"));
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop()
+                .push(&format!("{model}:streamGenerateContent"));
+        }
+        url.set_query(Some("alt=sse"));
+        return url;
+    }
     let path = api.path();
     let joined = match path.strip_prefix("/v1") {
         Some(rest) if prefix.ends_with("/v1") => format!("{prefix}{rest}"),
@@ -308,7 +329,7 @@ impl ProviderConfig {
         let base_url = parse_base(base_url)?;
         Ok(ProviderConfig {
             api,
-            endpoint: join_endpoint(api, &base_url),
+            endpoint: join_endpoint(api, &base_url, default_model(api)),
             base_url,
             api_key: None,
             spec: default_spec(api),
@@ -327,7 +348,7 @@ impl ProviderConfig {
             let url = Url::parse("https://invalid.invalid").expect("constant URL parses");
             ProviderConfig {
                 api,
-                endpoint: join_endpoint(api, &url),
+                endpoint: join_endpoint(api, &url, default_model(api)),
                 base_url: url,
                 api_key: None,
                 spec: default_spec(api),
@@ -346,7 +367,7 @@ impl ProviderConfig {
     /// See [`endpoint_url`].
     pub fn base_url(mut self, base_url: &str) -> Result<ProviderConfig, ConfigError> {
         self.base_url = parse_base(base_url)?;
-        self.endpoint = join_endpoint(self.api, &self.base_url);
+        self.endpoint = join_endpoint(self.api, &self.base_url, &self.spec.model);
         Ok(self)
     }
 
@@ -356,9 +377,10 @@ impl ProviderConfig {
         self
     }
 
-    /// Sets the model.
+    /// Sets the model (for Gemini, also the endpoint, whose path names it).
     pub fn model(mut self, model: impl Into<String>) -> ProviderConfig {
         self.spec.model = model.into();
+        self.endpoint = join_endpoint(self.api, &self.base_url, &self.spec.model);
         self
     }
 
@@ -546,8 +568,8 @@ impl ProviderConfig {
     /// (a compressed body is refused, not decompressed: see
     /// `docs/providers.md`, "Hostile servers"), and the API's auth
     /// (`Authorization: Bearer` for OpenAI, `x-api-key` plus
-    /// `anthropic-version: 2023-06-01` for Anthropic). The key's header
-    /// value is marked sensitive.
+    /// `anthropic-version: 2023-06-01` for Anthropic, `x-goog-api-key` for
+    /// Gemini). The key's header value is marked sensitive.
     ///
     /// # Errors
     ///
@@ -563,6 +585,7 @@ impl ProviderConfig {
         if let Some(key) = &self.api_key {
             let (name, value) = match self.api {
                 Api::AnthropicMessages => ("x-api-key", key.expose().to_owned()),
+                Api::Gemini => ("x-goog-api-key", key.expose().to_owned()),
                 _ => ("authorization", format!("Bearer {}", key.expose())),
             };
             let mut v = HeaderValue::from_str(&value).map_err(|_| ConfigError::InvalidKey)?;

@@ -18,6 +18,9 @@ pub enum Api {
     /// Anthropic Messages (`POST /v1/messages`, `stream: true`).
     #[serde(rename = "anthropic-messages")]
     AnthropicMessages,
+    /// Google Gemini (`POST /v1beta/models/{model}:streamGenerateContent?alt=sse`).
+    #[serde(rename = "gemini")]
+    Gemini,
 }
 
 /// Token counts reported by the provider.
@@ -35,12 +38,16 @@ pub struct Usage {
 /// own reason stays verbatim in [`ProviderEvent::Done::stop_reason`]. The
 /// mapping (also in `docs/providers.md`):
 ///
-/// | outcome | Anthropic Messages `stop_reason` | Chat `finish_reason` | Responses terminal event |
-/// |---|---|---|---|
-/// | `Completed` | `end_turn`, `stop_sequence`, `tool_use`, unknown | `stop`, `tool_calls`, `function_call`, unknown | `response.completed` |
-/// | `Incomplete` | `max_tokens`, `model_context_window_exceeded`, `pause_turn` | `length` | `response.incomplete` (any reason but `content_filter`) |
-/// | `Refused` | `refusal` | `content_filter` | `response.incomplete` with reason `content_filter` |
-/// | `Failed` | `error` event | a chunk with `error` | `response.failed`, `error` |
+/// | outcome | Anthropic Messages `stop_reason` | Chat `finish_reason` | Responses terminal event | Gemini `finishReason` |
+/// |---|---|---|---|---|
+/// | `Completed` | `end_turn`, `stop_sequence`, `tool_use`, unknown | `stop`, `tool_calls`, `function_call`, unknown | `response.completed` | `STOP`, unknown |
+/// | `Incomplete` | `max_tokens`, `model_context_window_exceeded`, `pause_turn` | `length` | `response.incomplete` (any reason but `content_filter`) | `MAX_TOKENS` |
+/// | `Refused` | `refusal` | `content_filter` | `response.incomplete` with reason `content_filter` | `SAFETY`, `RECITATION`, `BLOCKLIST`, `PROHIBITED_CONTENT`, `SPII`, `IMAGE_SAFETY`, …; `promptFeedback.blockReason` |
+/// | `Failed` | `error` event | a chunk with `error` | `response.failed`, `error` | a chunk with `error`; `MALFORMED_FUNCTION_CALL`, `UNEXPECTED_TOOL_CALL`, … |
+///
+/// Gemini has no terminal event: its stream ends with the body, after a
+/// chunk carrying `finishReason` (a body that ends without one is
+/// `Truncated`).
 ///
 /// A stream that would be `Completed` but carried refusal text
 /// ([`ProviderEvent::RefusalDelta`]) is `Refused`: the model declined, so the

@@ -148,15 +148,18 @@ impl RegistryBuilder {
         RegistryBuilder::default()
     }
 
-    /// A builder with the three built-in providers: `openai-responses`,
-    /// `openai-chat` (key from `OPENAI_API_KEY`) and `anthropic-messages`
-    /// (key from `ANTHROPIC_API_KEY`), at their public endpoints.
+    /// A builder with the four built-in providers: `openai-responses`,
+    /// `openai-chat` (key from `OPENAI_API_KEY`), `anthropic-messages`
+    /// (key from `ANTHROPIC_API_KEY`) and `gemini` (key from
+    /// `GEMINI_API_KEY`, the google-genai SDK's variable), at their public
+    /// endpoints.
     pub fn with_builtins() -> RegistryBuilder {
         Api::ALL
             .into_iter()
             .fold(RegistryBuilder::empty(), |b, api| {
                 let var = match api {
                     Api::AnthropicMessages => "ANTHROPIC_API_KEY",
+                    Api::Gemini => "GEMINI_API_KEY",
                     _ => "OPENAI_API_KEY",
                 };
                 b.register(

@@ -3,22 +3,34 @@
 //! sampling and reasoning settings, and extra body fields; and how each API
 //! spells them.
 //!
-//! One model, three spellings (checked against the official SDKs' request
-//! types):
+//! One model, four spellings (checked against the official SDKs' request
+//! types; Gemini's against `google-genai`'s, in the API's camelCase):
 //!
-//! | setting | Anthropic Messages | Chat Completions | Responses |
-//! |---|---|---|---|
-//! | tool | `{name, description, input_schema}` | `{type:"function", function:{name, description, parameters, strict}}` | `{type:"function", name, description, parameters, strict}` |
-//! | custom tool | — (sent as a function tool taking a string) | `{type:"custom", custom:{name, description}}` | `{type:"custom", name, description}` |
-//! | tool choice | `{type:"auto"\|"any"\|"none"}`, `{type:"tool", name}` | `"auto"\|"required"\|"none"`, `{type:"function", function:{name}}` | `"auto"\|"required"\|"none"`, `{type:"function", name}` |
-//! | assistant tool call | `tool_use` block `{id, name, input}` | `tool_calls: [{id, type:"function", function:{name, arguments}}]` | `function_call` / `custom_tool_call` item |
-//! | tool result | `tool_result` block `{tool_use_id, content, is_error}` in a user turn | `{role:"tool", tool_call_id, content}` | `function_call_output` / `custom_tool_call_output` item |
-//! | image | `{type:"image", source:{type:"url"\|"base64", …}}` | `{type:"image_url", image_url:{url}}` | `{type:"input_image", image_url, detail:"auto"}` |
-//! | reasoning sent back | `thinking {thinking, signature}`, `redacted_thinking {data}` | — (dropped) | `reasoning` item `{id, summary, encrypted_content}` |
-//! | temperature, top_p | `temperature`, `top_p` | same | same |
-//! | stop sequences | `stop_sequences` | `stop` | — (the API has none; ignored) |
-//! | reasoning effort | — | `reasoning_effort` | `reasoning: {effort, summary}` |
-//! | thinking budget | `thinking: {type:"enabled", budget_tokens}` | — | — |
+//! | setting | Anthropic Messages | Chat Completions | Responses | Gemini |
+//! |---|---|---|---|---|
+//! | system | `system` | `system` message | `instructions` | `systemInstruction: {parts:[{text}]}` |
+//! | max tokens | `max_tokens` | `max_tokens` | `max_output_tokens` | `generationConfig.maxOutputTokens` |
+//! | tool | `{name, description, input_schema}` | `{type:"function", function:{name, description, parameters, strict}}` | `{type:"function", name, description, parameters, strict}` | `tools: [{functionDeclarations: [{name, description, parametersJsonSchema}]}]` |
+//! | custom tool | — (sent as a function tool taking a string) | `{type:"custom", custom:{name, description}}` | `{type:"custom", name, description}` | — (as Anthropic) |
+//! | tool choice | `{type:"auto"\|"any"\|"none"}`, `{type:"tool", name}` | `"auto"\|"required"\|"none"`, `{type:"function", function:{name}}` | `"auto"\|"required"\|"none"`, `{type:"function", name}` | `toolConfig: {functionCallingConfig: {mode:"AUTO"\|"ANY"\|"NONE", allowedFunctionNames}}` |
+//! | assistant tool call | `tool_use` block `{id, name, input}` | `tool_calls: [{id, type:"function", function:{name, arguments}}]` | `function_call` / `custom_tool_call` item | `model` turn part `{functionCall: {id?, name, args}}` |
+//! | tool result | `tool_result` block `{tool_use_id, content, is_error}` in a user turn | `{role:"tool", tool_call_id, content}` | `function_call_output` / `custom_tool_call_output` item | `user` turn part `{functionResponse: {id?, name, response}}` |
+//! | image | `{type:"image", source:{type:"url"\|"base64", …}}` | `{type:"image_url", image_url:{url}}` | `{type:"input_image", image_url, detail:"auto"}` | `{inlineData:{mimeType, data}}`, `{fileData:{fileUri, mimeType?}}` |
+//! | reasoning sent back | `thinking {thinking, signature}`, `redacted_thinking {data}` | — (dropped) | `reasoning` item `{id, summary, encrypted_content}` | `{text, thought:true, thoughtSignature}`; a signature without text goes on the turn's function call (else its text) |
+//! | temperature, top_p | `temperature`, `top_p` | same | same | `generationConfig.temperature`, `.topP` |
+//! | stop sequences | `stop_sequences` | `stop` | — (the API has none; ignored) | `generationConfig.stopSequences` |
+//! | reasoning effort | — | `reasoning_effort` | `reasoning: {effort, summary}` | `generationConfig.thinkingConfig.thinkingLevel` (upper case) |
+//! | thinking budget | `thinking: {type:"enabled", budget_tokens}` | — | — | `generationConfig.thinkingConfig.thinkingBudget` |
+//! | include thoughts | — | — | — | `generationConfig.thinkingConfig.includeThoughts` |
+//!
+//! Gemini details: a tool's schema goes in `parametersJsonSchema` (full
+//! JSON Schema, as the other APIs take it; `parameters` is an OpenAPI
+//! subset that rejects e.g. `additionalProperties`). A tool result whose
+//! content is a JSON object is the `response` as is; other content is
+//! `{"output": content}`, or `{"error": content}` when `is_error` (the
+//! keys Gemini's documentation names). Call ids the parser made up
+//! (`gemini-call-{n}`) are left out of `functionCall` and
+//! `functionResponse`.
 //!
 //! Settings an API has no field for are left out of its body; put anything
 //! else in with [`ProviderConfig::extra_body`](super::ProviderConfig::extra_body).
@@ -266,9 +278,14 @@ pub struct ReasoningConfig {
     pub effort: Option<String>,
     /// Responses `reasoning.summary` (`auto`, `concise`, `detailed`).
     pub summary: Option<String>,
-    /// Anthropic extended thinking budget in tokens (`thinking.budget_tokens`,
-    /// at least 1024 and below `max_tokens`).
+    /// Thinking budget in tokens: Anthropic `thinking.budget_tokens` (at
+    /// least 1024 and below `max_tokens`), Gemini
+    /// `thinkingConfig.thinkingBudget` (0 disables, -1 is automatic; sent
+    /// as given, saturating at `i32::MAX`).
     pub budget_tokens: Option<u32>,
+    /// Gemini `thinkingConfig.includeThoughts`: stream thought summaries
+    /// (as reasoning deltas).
+    pub include_thoughts: Option<bool>,
 }
 
 /// Everything a request body is built from (kept by the
@@ -319,6 +336,7 @@ impl RequestSpec {
         let mut body = match api {
             Api::OpenAiResponses => self.responses(),
             Api::OpenAiChat => self.chat(),
+            Api::Gemini => self.gemini(),
             _ => self.anthropic(),
         };
         if let Value::Object(map) = &mut body {
@@ -483,6 +501,68 @@ impl RequestSpec {
                 reasoning.insert("summary".into(), json!(summary));
             }
             body["reasoning"] = Value::Object(reasoning);
+        }
+        body
+    }
+
+    fn gemini(&self) -> Value {
+        let contents: Vec<Value> = self
+            .messages
+            .iter()
+            .filter_map(|m| {
+                let parts = gemini_parts(m);
+                let role = match m.role {
+                    Role::User => "user",
+                    Role::Assistant => "model",
+                };
+                (!parts.is_empty()).then(|| json!({"role": role, "parts": parts}))
+            })
+            .collect();
+        let mut generation = Map::new();
+        generation.insert("maxOutputTokens".into(), json!(self.max_tokens));
+        if let Some(t) = self.temperature {
+            generation.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = self.top_p {
+            generation.insert("topP".into(), json!(p));
+        }
+        if !self.stop.is_empty() {
+            generation.insert("stopSequences".into(), json!(self.stop));
+        }
+        let r = &self.reasoning;
+        let mut thinking = Map::new();
+        if let Some(budget) = r.budget_tokens {
+            let budget = i32::try_from(budget).unwrap_or(i32::MAX);
+            thinking.insert("thinkingBudget".into(), json!(budget));
+        }
+        if let Some(effort) = &r.effort {
+            thinking.insert("thinkingLevel".into(), json!(effort.to_ascii_uppercase()));
+        }
+        if let Some(include) = r.include_thoughts {
+            thinking.insert("includeThoughts".into(), json!(include));
+        }
+        if !thinking.is_empty() {
+            generation.insert("thinkingConfig".into(), Value::Object(thinking));
+        }
+        let mut body = json!({"contents": contents, "generationConfig": generation});
+        if let Some(s) = &self.system {
+            body["systemInstruction"] = json!({"parts": [{"text": s}]});
+        }
+        if !self.tools.is_empty() {
+            let declarations: Vec<Value> = self
+                .tools
+                .iter()
+                .map(|t| json!({"name": t.name, "description": t.description, "parametersJsonSchema": t.schema}))
+                .collect();
+            body["tools"] = json!([{"functionDeclarations": declarations}]);
+        }
+        if let Some(choice) = &self.tool_choice {
+            body["toolConfig"] = json!({"functionCallingConfig": match choice {
+                ToolChoice::Auto => json!({"mode": "AUTO"}),
+                ToolChoice::None => json!({"mode": "NONE"}),
+                ToolChoice::Required => json!({"mode": "ANY"}),
+                ToolChoice::Tool(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+            }});
         }
         body
     }
@@ -652,4 +732,120 @@ fn responses_items(m: &Message, out: &mut Vec<Value>) {
         }
     }
     flush(&mut parts, out);
+}
+
+/// A call id worth sending back to Gemini: not one the parser made up.
+fn gemini_call_id(id: &str) -> Option<&str> {
+    (!id.is_empty() && !id.starts_with(super::parse::SYNTHETIC_CALL_ID_PREFIX)).then_some(id)
+}
+
+/// The MIME type an image URL's extension names, when it names one.
+fn image_mime(url: &str) -> Option<&'static str> {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "heif" => "image/heif",
+        _ => return None,
+    })
+}
+
+fn gemini_parts(m: &Message) -> Vec<Value> {
+    let mut parts = Vec::new();
+    // Signatures that came on a non-thought part (a function call, the
+    // text): Gemini wants them back on the part they came with, which the
+    // message no longer records; function calls first, where Gemini puts
+    // (and checks) them.
+    let mut loose: std::collections::VecDeque<&String> = std::collections::VecDeque::new();
+    for part in &m.content {
+        match part {
+            Part::Text(text) => parts.push(json!({"text": text})),
+            Part::Image(Image::Base64 { media_type, data }) => {
+                parts.push(json!({"inlineData": {"mimeType": media_type, "data": data}}));
+            }
+            Part::Image(Image::Url(url)) => {
+                let mut file = json!({"fileUri": url});
+                if let Some(mime) = image_mime(url) {
+                    file["mimeType"] = json!(mime);
+                }
+                parts.push(json!({"fileData": file}));
+            }
+            Part::ToolCall {
+                id,
+                name,
+                kind,
+                arguments,
+            } => {
+                let args = match kind {
+                    ToolKind::Custom => json!({"input": arguments_text(arguments)}),
+                    _ if arguments.is_object() => arguments.clone(),
+                    // Arguments that did not parse: Gemini's `args` is an
+                    // object, so the raw text goes in one field.
+                    _ => json!({"input": arguments_text(arguments)}),
+                };
+                let mut call = json!({"name": name, "args": args});
+                if let Some(id) = gemini_call_id(id) {
+                    call["id"] = json!(id);
+                }
+                let mut part = json!({"functionCall": call});
+                if let Some(signature) = loose.pop_front() {
+                    part["thoughtSignature"] = json!(signature);
+                }
+                parts.push(part);
+            }
+            Part::ToolResult {
+                id,
+                name,
+                content,
+                is_error,
+                ..
+            } => {
+                let response = match serde_json::from_str::<Value>(content) {
+                    Ok(object @ Value::Object(_)) if !is_error => object,
+                    _ if *is_error => json!({"error": content}),
+                    _ => json!({"output": content}),
+                };
+                let mut result = json!({"name": name, "response": response});
+                if let Some(id) = gemini_call_id(id) {
+                    result["id"] = json!(id);
+                }
+                parts.push(json!({"functionResponse": result}));
+            }
+            Part::Reasoning {
+                text,
+                signature,
+                redacted: None,
+                ..
+            } if !text.is_empty() => {
+                let mut part = json!({"text": text, "thought": true});
+                if let Some(signature) = signature {
+                    part["thoughtSignature"] = json!(signature);
+                }
+                parts.push(part);
+            }
+            Part::Reasoning {
+                signature: Some(signature),
+                redacted: None,
+                ..
+            } => loose.push_back(signature),
+            // Redacted reasoning (Anthropic) has no Gemini form.
+            Part::Reasoning { .. } => {}
+        }
+    }
+    // Signatures no function call took: on the last text part, else alone.
+    if let Some(signature) = loose.pop_front() {
+        let text = parts
+            .iter_mut()
+            .rev()
+            .find(|p| p.get("text").is_some() && p.get("thought").is_none());
+        match text {
+            Some(part) => part["thoughtSignature"] = json!(signature),
+            None => parts.push(json!({"text": "", "thoughtSignature": signature})),
+        }
+    }
+    parts
 }

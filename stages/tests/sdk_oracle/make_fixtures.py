@@ -1,4 +1,4 @@
-"""Writes the issue 11 fixtures (20, 21, 28, 30-43): SSE transcripts shaped
+"""Writes the issue 11 fixtures (20, 21, 28, 30-43 and Gemini 60-69): SSE transcripts shaped
 as the real APIs send them (shapes taken from the official SDKs' event
 types), each with its .expected.json. Deterministic; re-running it over the
 fixture directory must leave git clean:
@@ -389,3 +389,149 @@ write("43_anthropic_tool_use_cut_by_max_tokens", a.events, exp(A, "incomplete", 
   tool_calls=[{"index": 0, "id": "toolu_x43", "name": "write_file", "arguments": '{"path": "notes.md", "content": "Demand flows up'}],
   final={"tool_calls": [{"index": 0, "id": "toolu_x43", "name": "write_file", "kind": "function", "finished": True,
          "error": "EOF while parsing a string at line 1 column 48", "raw": '{"path": "notes.md", "content": "Demand flows up'}]}))
+
+# ---------- Google Gemini (streamGenerateContent?alt=sse) ----------
+# Shapes from google-genai's GenerateContentResponse (camelCase on the
+# wire): `data: <json>` lines with CRLF, as the API sends them, no event
+# names, no terminal event: the body ends after the chunk with finishReason.
+G = "gemini"
+GM = "gemini-2.5-flash"
+
+def gdump(o): return json.dumps(o, separators=(", ", ": "), ensure_ascii=False)
+
+def gusage(p, c=None, t=None):
+    u = {"promptTokenCount": p}
+    if c is not None:
+        u["candidatesTokenCount"] = c
+    u["totalTokenCount"] = p + (c or 0) + (t or 0)
+    u["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": p}]
+    if t is not None:
+        u["thoughtsTokenCount"] = t
+    return u
+
+def gchunk(rid, parts=None, finish=None, usage=None, **cand):
+    c = {}
+    if parts is not None:
+        c["content"] = {"parts": parts, "role": "model"}
+    if finish is not None:
+        c["finishReason"] = finish
+    c.update(cand)
+    c["index"] = 0
+    d = {"candidates": [c]}
+    if usage is not None:
+        d["usageMetadata"] = usage
+    d["modelVersion"] = GM
+    d["responseId"] = rid
+    return d
+
+def gwrite(name, chunks, expected):
+    write(name, ["data: " + gdump(ch) + "\r\n\r\n" for ch in chunks], expected)
+
+# 60: text and usage (thoughts counted as output)
+rid = "x60RvZ2mL5bUz7IPq8nS4Qk"
+gwrite("60_gemini_text_usage", [
+    gchunk(rid, [{"text": "Demand"}], usage=gusage(9, 1, 31)),
+    gchunk(rid, [{"text": " flows upstream,"}], usage=gusage(9, 4, 31)),
+    gchunk(rid, [{"text": " events flow down."}], "STOP", gusage(9, 8, 31)),
+], exp(G, "completed", (9, 39), "STOP", "Demand flows upstream, events flow down.",
+  "Gemini text across three chunks, each a GenerateContentResponse with the new parts only and the cumulative usageMetadata; finishReason STOP and then the body ends (no terminal event). output_tokens = candidatesTokenCount + thoughtsTokenCount.",
+  final={"id": rid, "model": GM}))
+
+# 61: parallel function calls, the first carrying the thought signature
+rid = "x61QqZ2aF3nWz7IP2pDp8Ao"
+gwrite("61_gemini_parallel_function_calls", [
+    gchunk(rid, [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": "CiQBcsjafDmXkTrK2VZ3hQ2Qe4sVb0g8Q1M="},
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris", "unit": "celsius"}}},
+    ], "STOP", gusage(74, 36, 112)),
+], exp(G, "completed", (74, 148), "STOP", "",
+  "Gemini parallel function calls: two whole functionCall parts in one chunk (Gemini streams no argument fragments and sends no call id). Each becomes one tool_call_delta and one tool_call with the synthetic ids gemini-call-0 and gemini-call-1; the thoughtSignature on the first call part is a reasoning signature of the call's index.",
+  tool_calls=[{"index": 0, "id": "gemini-call-0", "name": "get_weather", "arguments": '{"city":"Oslo"}'},
+              {"index": 1, "id": "gemini-call-1", "name": "get_weather", "arguments": '{"city":"Paris","unit":"celsius"}'}],
+  final={"reasoning": [{"index": 0, "text": "", "signature": "CiQBcsjafDmXkTrK2VZ3hQ2Qe4sVb0g8Q1M="}],
+         "tool_calls": [
+             {"index": 0, "id": "gemini-call-0", "name": "get_weather", "kind": "function", "finished": True, "arguments": {"city": "Oslo"}},
+             {"index": 1, "id": "gemini-call-1", "name": "get_weather", "kind": "function", "finished": True, "arguments": {"city": "Paris", "unit": "celsius"}}]}))
+
+# 62: safety stop mid-answer
+rid = "x62Lm52aHqWz7IPwdbC4Ak"
+ratings = [{"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
+           {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
+           {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+           {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}]
+gwrite("62_gemini_safety_stop", [
+    gchunk(rid, [{"text": "To make it, first"}], usage=gusage(15, 5)),
+    gchunk(rid, None, "SAFETY", gusage(15, 5), safetyRatings=ratings),
+], exp(G, "refused", (15, 5), "SAFETY", "To make it, first",
+  "Gemini's safety system stops the answer: a last chunk with no content, finishReason SAFETY and the blocking safetyRatings. The partial text is kept; the outcome is refused, neither completed nor incomplete."))
+
+# 63: max tokens
+rid = "x63Tn62aJpWz7IPr9bF4Aw"
+gwrite("63_gemini_max_tokens", [
+    gchunk(rid, [{"text": "Bounded buffers keep"}], usage=gusage(11, 3, 20)),
+    gchunk(rid, [{"text": " memory"}], "MAX_TOKENS", gusage(11, 4, 20)),
+], exp(G, "incomplete", (11, 24), "MAX_TOKENS", "Bounded buffers keep memory",
+  "Gemini output cut by maxOutputTokens: finishReason MAX_TOKENS maps to incomplete; the text so far is kept."))
+
+# 64: thought summaries (includeThoughts) with a signature
+rid = "x64Pq72aKsWz7IPy8bG4Ag"
+gwrite("64_gemini_thinking_signature", [
+    gchunk(rid, [{"text": "**Comparing decimals**\n\nCompare 9.11 and 9.9 digit by digit", "thought": True}], usage=gusage(18, None, 96)),
+    gchunk(rid, [{"text": ": 0.9 > 0.11.", "thought": True}], usage=gusage(18, None, 140)),
+    gchunk(rid, [{"text": "9.9 is larger"}], usage=gusage(18, 3, 140)),
+    gchunk(rid, [{"text": " than 9.11.", "thoughtSignature": "CikBcsjafNQ0b0r3yJkq2Z8aY8m3uVd4W9Tz0H7K6Q1o5xv2n0Lb8w=="}], "STOP", gusage(18, 7, 140)),
+], exp(G, "completed", (18, 147), "STOP", "9.9 is larger than 9.11.",
+  "Gemini thinking with includeThoughts: parts with thought: true are reasoning (one block for the run of thought parts), never text; the thoughtSignature on the last text part is kept as the signature of that text block's index, so it can go back to the model.",
+  final={"reasoning": [
+      {"index": 0, "text": "**Comparing decimals**\n\nCompare 9.11 and 9.9 digit by digit: 0.9 > 0.11."},
+      {"index": 1, "text": "", "signature": "CikBcsjafNQ0b0r3yJkq2Z8aY8m3uVd4W9Tz0H7K6Q1o5xv2n0Lb8w=="}]}))
+
+# 65: the prompt itself is blocked
+rid = "x65Wz82aLtWz7IPo7bH4Aq"
+gwrite("65_gemini_prompt_blocked", [
+    {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+     "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 12}]},
+     "modelVersion": GM, "responseId": rid},
+], exp(G, "refused", (12, 0), "PROHIBITED_CONTENT", "",
+  "Gemini blocks the prompt: one chunk with promptFeedback.blockReason and no candidates. The outcome is refused with the block reason as stop_reason."))
+
+# 66: body cut before any finishReason
+rid = "x66Xa92aMuWz7IPn6bI4Ae"
+gwrite("66_gemini_truncated", [
+    gchunk(rid, [{"text": "Half an"}], usage=gusage(7, 2)),
+    gchunk(rid, [{"text": " answer"}], usage=gusage(7, 3)),
+], exp(G, "truncated", (7, 3), None, "Half an answer",
+  "Gemini body that ends before any chunk carries a finishReason: the stream is truncated, never success (Gemini has no terminal event; the finishReason is the only sign the answer is whole)."))
+
+# 67: an error chunk mid-stream
+rid = "x67Yb02aNvWz7IPm5bJ4Aa"
+write("67_gemini_error_midstream", [
+    "data: " + gdump(gchunk(rid, [{"text": "Partial"}], usage=gusage(6, 1))) + "\r\n\r\n",
+    "data: " + gdump({"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}) + "\r\n\r\n",
+], exp(G, "failed", (6, 1), None, "Partial",
+  "Gemini error mid-stream: a chunk holding an error object (code, message, status) ends the stream as failed; the error kind is the status.",
+  errors=["UNAVAILABLE"]))
+
+# 68: malformed function call
+rid = "x68Zc12aOwWz7IPl4bK4AU"
+gwrite("68_gemini_malformed_function_call", [
+    gchunk(rid, None, "MALFORMED_FUNCTION_CALL", gusage(88, 0), finishMessage="Malformed function call: print(default_api.get_weather(city=Oslo))"),
+], exp(G, "failed", (88, 0), "MALFORMED_FUNCTION_CALL", "",
+  "Gemini finishReason MALFORMED_FUNCTION_CALL: the model wrote a call the API could not parse and nothing usable was sent. The outcome is failed, with an error of kind malformed_function_call carrying the finishMessage, never completed.",
+  errors=["malformed_function_call"]))
+
+# 69: Google Search grounding
+rid = "x69Ad22aPxWz7IPk3bL4AO"
+grounding = {
+    "searchEntryPoint": {"renderedContent": "<div class=\"container\">…</div>"},
+    "groundingChunks": [
+        {"web": {"uri": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/AUZIYQ1", "title": "hexdocs.pm"}},
+        {"web": {"uri": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/AUZIYQ2", "title": "elixir-lang.org"}}],
+    "groundingSupports": [{"segment": {"startIndex": 0, "endIndex": 35, "text": "GenStage consumers send demand upstream."}, "groundingChunkIndices": [0, 1]}],
+    "webSearchQueries": ["GenStage demand"]}
+gwrite("69_gemini_grounding_citations", [
+    gchunk(rid, [{"text": "GenStage consumers send demand"}], usage=gusage(10, 6)),
+    gchunk(rid, [{"text": " upstream."}], "STOP", gusage(10, 9), groundingMetadata=grounding),
+], exp(G, "completed", (10, 9), "STOP", "GenStage consumers send demand upstream.",
+  "Gemini grounded in Google Search: the last chunk carries groundingMetadata; each groundingChunk becomes a citation (type grounding_chunk) of the text.",
+  final={"citations": [dict(c, type="grounding_chunk") for c in grounding["groundingChunks"]]}))

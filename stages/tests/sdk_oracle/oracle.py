@@ -20,8 +20,12 @@ try:
 except ImportError:  # older SDK releases
     import httpx
 
+import base64
+
 import anthropic
 import openai
+from google import genai
+from google.genai import types as genai_types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
@@ -193,7 +197,76 @@ def sdk_responses(body):
     return out
 
 
-SDK = {"anthropic-messages": sdk_anthropic, "openai-chat": sdk_chat, "openai-responses": sdk_responses}
+# ---------------------------------------------------------------- Gemini
+def sdk_gemini(body):
+    """google-genai's own reading of each chunk (its pydantic types, its
+    `.text` and `.function_calls`), accumulated the way docs/providers.md
+    says the project numbers blocks: a run of thought parts is one reasoning
+    block, a signature on another part is a block of its own (empty text)."""
+    out = empty()
+
+    def handler(request):
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    client = genai.Client(api_key="oracle-key", http_options=genai_types.HttpOptions(
+        base_url="http://oracle.invalid",
+        httpx_client=httpx.Client(transport=httpx.MockTransport(handler)),
+    ))
+    calls, reasoning, run = 0, [], None
+    usage = stop = None
+    try:
+        for chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"):
+            out["text"] += chunk.text or ""
+            if chunk.prompt_feedback and chunk.prompt_feedback.block_reason:
+                stop = chunk.prompt_feedback.block_reason.value
+            if chunk.usage_metadata:
+                u = chunk.usage_metadata
+                usage = [(u.prompt_token_count or 0) + (u.tool_use_prompt_token_count or 0),
+                         (u.candidates_token_count or 0) + (u.thoughts_token_count or 0)]
+            candidate = next((c for c in chunk.candidates or [] if (c.index or 0) == 0), None)
+            if candidate is None:
+                continue
+            for part in (candidate.content.parts if candidate.content else None) or []:
+                sig = base64.b64encode(part.thought_signature).decode() if part.thought_signature else None
+                if part.function_call is not None:
+                    fc = part.function_call
+                    out["tool_calls"].append({"id": fc.id or f"gemini-call-{calls}", "name": fc.name or "",
+                                              "kind": "function", "arguments": fc.args or {}})
+                    calls += 1
+                    run = None
+                    if sig:
+                        reasoning.append({"text": "", "signature": sig})
+                elif part.thought:
+                    if run != "thought":
+                        reasoning.append({"text": ""})
+                        run = "thought"
+                    reasoning[-1]["text"] += part.text or ""
+                    if sig:
+                        reasoning[-1]["signature"] = sig
+                elif part.text is not None:
+                    if run != "text":
+                        run = "text"
+                    if sig:
+                        reasoning.append({"text": "", "signature": sig})
+            if candidate.citation_metadata:
+                for c in candidate.citation_metadata.citations or []:
+                    out["citations"].append(dict(c.model_dump(mode="json", by_alias=True, exclude_none=True), type="citation_source"))
+            if candidate.grounding_metadata:
+                for c in candidate.grounding_metadata.grounding_chunks or []:
+                    out["citations"].append(dict(c.model_dump(mode="json", by_alias=True, exclude_none=True), type="grounding_chunk"))
+            if candidate.finish_reason:
+                stop = candidate.finish_reason.value
+    except Exception as e:  # noqa: BLE001 - the SDK's verdict is the datum
+        out["outcome"] = f"{type(e).__name__}: {e}"[:160]
+        return out
+    out["reasoning"] = reasoning
+    out["usage"] = usage
+    out["stop_reason"] = stop
+    return out
+
+
+SDK = {"anthropic-messages": sdk_anthropic, "openai-chat": sdk_chat, "openai-responses": sdk_responses,
+       "gemini": sdk_gemini}
 
 
 # ---------------------------------------------------------------- ours
@@ -254,6 +327,8 @@ KNOWN = {
     "27_anthropic_truncated": "SDK reports success on a stream cut before its terminal event",
     "28_openai_responses_truncated_utf8": "SDK reports success on a stream cut before its terminal event",
     "43_anthropic_tool_use_cut_by_max_tokens": "Anthropic SDK parses cut tool input in partial mode, dropping the unfinished field",
+    "66_gemini_truncated": "SDK reports success on a stream cut before any finishReason (Gemini has no terminal event)",
+    "68_gemini_malformed_function_call": "google-genai returns the chunk as is (no error) for finishReason MALFORMED_FUNCTION_CALL; we end failed",
 }
 
 

@@ -1,4 +1,4 @@
-//! Parsing of the three streaming APIs into [`ProviderEvent`]s: the SSE
+//! Parsing of the four streaming APIs into [`ProviderEvent`]s: the SSE
 //! decoder plus one pure parser per API, driven incrementally by
 //! [`ProviderDecoder`].
 //!
@@ -19,6 +19,7 @@
 
 mod anthropic;
 mod chat;
+mod gemini;
 mod responses;
 
 use std::fmt;
@@ -26,19 +27,22 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+pub(crate) use gemini::SYNTHETIC_CALL_ID_PREFIX;
+
 use super::{Api, ProviderEvent, Status, ToolKind};
 use crate::sse::{SseDecoder, SseError, SseEvent, DEFAULT_MAX_EVENT_BYTES};
 
 impl Api {
     /// Every supported API, in a stable order.
-    pub const ALL: [Api; 3] = [
+    pub const ALL: [Api; 4] = [
         Api::OpenAiResponses,
         Api::OpenAiChat,
         Api::AnthropicMessages,
+        Api::Gemini,
     ];
 
     /// The API's command-line and serde name: `openai-responses`,
-    /// `openai-chat` or `anthropic-messages`.
+    /// `openai-chat`, `anthropic-messages` or `gemini`.
     ///
     /// ```
     /// use demandflow_stages::provider::Api;
@@ -51,21 +55,28 @@ impl Api {
             Api::OpenAiResponses => "openai-responses",
             Api::OpenAiChat => "openai-chat",
             Api::AnthropicMessages => "anthropic-messages",
+            Api::Gemini => "gemini",
         }
     }
 
     /// The HTTP path the API streams from, relative to its base URL.
+    /// Gemini's names the model: `{model}` stands for it, and the request
+    /// adds the query `alt=sse`
+    /// ([`ProviderConfig::endpoint`](super::ProviderConfig::endpoint) has
+    /// the full URL).
     ///
     /// ```
     /// use demandflow_stages::provider::Api;
     ///
     /// assert_eq!(Api::OpenAiResponses.path(), "/v1/responses");
+    /// assert_eq!(Api::Gemini.path(), "/v1beta/models/{model}:streamGenerateContent");
     /// ```
     pub fn path(self) -> &'static str {
         match self {
             Api::OpenAiResponses => "/v1/responses",
             Api::OpenAiChat => "/v1/chat/completions",
             Api::AnthropicMessages => "/v1/messages",
+            Api::Gemini => "/v1beta/models/{model}:streamGenerateContent",
         }
     }
 }
@@ -78,7 +89,9 @@ impl fmt::Display for Api {
 
 /// The name given to [`Api::from_str`] is not a supported API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown api `{name}` (expected openai-responses, openai-chat or anthropic-messages)")]
+#[error(
+    "unknown api `{name}` (expected openai-responses, openai-chat, anthropic-messages or gemini)"
+)]
 pub struct ParseApiError {
     name: String,
 }
@@ -275,6 +288,7 @@ enum Parser {
     Responses(responses::ResponsesParser),
     Chat(chat::ChatParser),
     Anthropic(anthropic::AnthropicParser),
+    Gemini(gemini::GeminiParser),
 }
 
 impl Parser {
@@ -283,6 +297,7 @@ impl Parser {
             Api::OpenAiResponses => Parser::Responses(responses::ResponsesParser::default()),
             Api::OpenAiChat => Parser::Chat(chat::ChatParser::default()),
             Api::AnthropicMessages => Parser::Anthropic(anthropic::AnthropicParser::default()),
+            Api::Gemini => Parser::Gemini(gemini::GeminiParser::default()),
         }
     }
 
@@ -296,6 +311,17 @@ impl Parser {
             Parser::Responses(p) => p.on_event(event, out),
             Parser::Chat(p) => p.on_event(event, out),
             Parser::Anthropic(p) => p.on_event(event, out),
+            Parser::Gemini(p) => p.on_event(event, out),
+        }
+    }
+
+    /// The body ended with no terminal event: the terminal events an API
+    /// whose stream ends with its body (Gemini) makes of what it saw, or
+    /// `false` when the stream is truncated.
+    fn on_end(&mut self, out: &mut Vec<ProviderEvent>) -> bool {
+        match self {
+            Parser::Gemini(p) => p.on_end(out),
+            _ => false,
         }
     }
 }
@@ -387,7 +413,9 @@ impl ProviderDecoder {
     }
 
     /// End of body: flushes; if no terminal event was seen, appends
-    /// `Done { status: Truncated, stop_reason: None }`.
+    /// `Done { status: Truncated, stop_reason: None }` — except for Gemini,
+    /// whose stream ends with its body: a Gemini stream that reported a
+    /// `finishReason` (or a blocked prompt) ends with the outcome it stated.
     pub fn finish(&mut self, out: &mut Vec<ProviderEvent>) -> Result<(), DecodeError> {
         if self.finished {
             return Ok(());
@@ -400,6 +428,9 @@ impl ProviderDecoder {
         self.parse(&events, out)?;
         events.clear();
         self.scratch = events;
+        if !self.finished && self.parser.on_end(out) {
+            self.finished = true;
+        }
         if !self.finished {
             self.finished = true;
             out.push(ProviderEvent::Done {
