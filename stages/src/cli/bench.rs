@@ -559,7 +559,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((o.shapes, o.events, o.reps), (vec!["chain3"], Some(10), 5));
-        assert_eq!(options(&args(&[])).unwrap().unwrap().shapes.len(), 7);
+        assert_eq!(options(&args(&[])).unwrap().unwrap().shapes.len(), 9);
         assert!(options(&args(&["--latency"])).unwrap().unwrap().latency);
         for bad in [
             &["--shape", "nope"][..],
