@@ -68,7 +68,10 @@ async fn offered_tool_is_called_with_placeholder_arguments_and_the_tool_stop() {
         assert_eq!(call.name, "get_weather", "{api:?}");
         assert_eq!(call.kind, ToolKind::Function, "{api:?}");
         assert!(call.finished, "{api:?}");
-        assert!(!call.id.is_empty(), "{api:?}: a tool result must quote an id");
+        assert!(
+            !call.id.is_empty(),
+            "{api:?}: a tool result must quote an id"
+        );
         assert_eq!(
             call.arguments,
             Ok(json!({"city": "mock", "days": 1, "unit": "celsius"})),
@@ -117,10 +120,7 @@ async fn a_tool_result_turn_is_answered_with_text_naming_the_result() {
         let m = ProviderStream::new(cfg).unwrap().final_message().await;
         assert!(m.is_success(), "{api:?}: {m:?}");
         assert!(m.tool_calls.is_empty(), "{api:?}: {m:?}");
-        assert_eq!(
-            m.text, "The tool returned: Sunny, 21 degrees",
-            "{api:?}"
-        );
+        assert_eq!(m.text, "The tool returned: Sunny, 21 degrees", "{api:?}");
     }
 }
 
@@ -141,7 +141,11 @@ async fn reasoning_asked_for_comes_first_in_each_apis_format() {
             let r = &m.reasoning[0];
             assert_eq!(r.text, "Thinking about the request.", "{api:?}");
             // Chat has no signature; the others send one to be sent back.
-            assert_eq!(r.signature.is_some(), api != Api::OpenAiChat, "{api:?}: {r:?}");
+            assert_eq!(
+                r.signature.is_some(),
+                api != Api::OpenAiChat,
+                "{api:?}: {r:?}"
+            );
             if with_tool {
                 assert_eq!(m.tool_calls.len(), 1, "{api:?}: {m:?}");
                 assert_eq!(m.text, "", "{api:?}");
@@ -164,5 +168,25 @@ async fn no_reasoning_and_no_tools_leaves_plain_text() {
         assert!(m.is_success(), "{api:?}: {m:?}");
         assert!(m.reasoning.is_empty() && m.tool_calls.is_empty(), "{api:?}");
         assert_eq!(m.text.split_whitespace().count(), 64, "{api:?}");
+    }
+}
+
+// The example's own code, run for every API.
+#[allow(dead_code)]
+#[path = "../examples/tool_conversation.rs"]
+mod tool_conversation;
+
+#[tokio::test]
+async fn the_tool_conversation_example_holds_two_turns_with_every_api() {
+    for api in APIS {
+        let c = tool_conversation::run(api).await.unwrap();
+        assert_eq!(c.call.name, "get_weather", "{api:?}");
+        assert_eq!(c.call.arguments, Ok(json!({"city": "mock"})), "{api:?}");
+        assert_eq!(c.tool_output, "Sunny and 21 C in mock");
+        assert!(c.answer.tool_calls.is_empty(), "{api:?}: {:?}", c.answer);
+        assert_eq!(
+            c.answer.text, "The tool returned: Sunny and 21 C in mock",
+            "{api:?}"
+        );
     }
 }

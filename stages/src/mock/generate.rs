@@ -127,7 +127,11 @@ impl Generator {
             words,
             input_tokens: 8 + req.prompt.split_whitespace().count() as u64,
             // A tool call replaces the text (and is not cut by the limit).
-            to_emit: if req.tool.is_some() { 0 } else { wanted.min(limit) },
+            to_emit: if req.tool.is_some() {
+                0
+            } else {
+                wanted.min(limit)
+            },
             hit_limit: req.tool.is_none() && wanted > limit,
             include_usage: req.include_usage,
             emitted: 0,
@@ -327,7 +331,9 @@ impl Generator {
                     i: id, o: 0, "summary_index": 0, "part": part}));
                 let item = json!({"id": id, "type": "reasoning", "summary": [part],
                                   "encrypted_content": format!("mock-encrypted-{serial}")});
-                self.push_responses(json!({"type": "response.output_item.done", o: 0, "item": item}));
+                self.push_responses(
+                    json!({"type": "response.output_item.done", o: 0, "item": item}),
+                );
                 self.outputs.push(item);
             }
             Api::OpenAiChat => {

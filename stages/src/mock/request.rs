@@ -193,7 +193,9 @@ fn first_function_tool(api: Api, v: &Value) -> Option<(String, Option<&Value>)> 
             .filter_map(|t| t.get("functionDeclarations")?.as_array())
             .flatten()
             .find_map(|d| {
-                let schema = d.get("parametersJsonSchema").or_else(|| d.get("parameters"));
+                let schema = d
+                    .get("parametersJsonSchema")
+                    .or_else(|| d.get("parameters"));
                 Some((name(d)?, schema))
             }),
         Api::OpenAiChat => v.get("tools")?.as_array()?.iter().find_map(|t| {
@@ -205,9 +207,11 @@ fn first_function_tool(api: Api, v: &Value) -> Option<(String, Option<&Value>)> 
             Some((name(t)?, t.get("parameters")))
         }),
         // Anthropic server tools (`web_search_…`) have a `type` and no schema.
-        _ => v.get("tools")?.as_array()?.iter().find_map(|t| {
-            Some((name(t)?, Some(t.get("input_schema")?)))
-        }),
+        _ => v
+            .get("tools")?
+            .as_array()?
+            .iter()
+            .find_map(|t| Some((name(t)?, Some(t.get("input_schema")?)))),
     }
 }
 
@@ -297,7 +301,10 @@ pub(crate) fn placeholder(schema: &Value, depth: usize) -> Value {
                 let required = schema.get("required").and_then(Value::as_array);
                 for key in required.into_iter().flatten().filter_map(Value::as_str) {
                     let prop = schema
-                        .pointer(&format!("/properties/{}", key.replace('~', "~0").replace('/', "~1")))
+                        .pointer(&format!(
+                            "/properties/{}",
+                            key.replace('~', "~0").replace('/', "~1")
+                        ))
                         .unwrap_or(&Value::Null);
                     out.insert(key.to_owned(), placeholder(prop, depth + 1));
                 }
