@@ -29,7 +29,10 @@ stdout is the base URL to point an application or an official SDK at
 
   --addr ADDR      where to listen (default 127.0.0.1:0: loopback, free port)
   --behaviour B    what every request gets (default generate):
-                     generate        a generated answer in the API's format
+                     generate        a generated answer in the API's format:
+                                     a call to the first offered tool, text
+                                     naming a tool result, reasoning first
+                                     when the request asks for it
                      replay FILE     an .sse transcript, byte for byte
                      error:STATUS    an HTTP error in the API's error shape
                                      (529 Anthropic overload, 429, 500, ...)
@@ -194,7 +197,7 @@ async fn serve(o: Options) -> Result<i32, String> {
     }
     let _ = writeln!(
         std::io::stderr().lock(),
-        "demandflow mock: serving {} /v1/responses, /v1/chat/completions, /v1/messages until Ctrl-C",
+        "demandflow mock: serving {} /v1/responses, /v1/chat/completions, /v1/messages, /v1beta/models/MODEL:streamGenerateContent until Ctrl-C",
         server.url()
     );
     super::interrupted().await;
