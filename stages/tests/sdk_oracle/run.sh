@@ -37,4 +37,31 @@ if [ -z "$binary" ]; then
 fi
 [ -x "$binary" ] || { echo "sdk oracle: no demandflow binary at $binary" >&2; exit 2; }
 
-exec "$venv/bin/python" "$here/oracle.py" --demandflow "$binary" "$@"
+# 1. Every recorded fixture.
+"$venv/bin/python" "$here/oracle.py" --demandflow "$binary" "$@"
+
+# 2. What the mock generates (plain, tools, reasoning, both; every API),
+# served by a real `demandflow mock` on a loopback port of its choosing.
+gen="$(mktemp -d)"
+mock_pid=""
+cleanup() {
+    if [ -n "$mock_pid" ]; then kill "$mock_pid" 2>/dev/null || true; wait "$mock_pid" 2>/dev/null || true; fi
+    rm -rf "$gen"
+}
+trap cleanup EXIT
+"$binary" mock --addr 127.0.0.1:0 > "$gen/url" 2> "$gen/mock.log" &
+mock_pid=$!
+url=""
+for _ in $(seq 1 100); do
+    url="$(head -n1 "$gen/url" 2>/dev/null || true)"
+    [ -n "$url" ] && break
+    kill -0 "$mock_pid" 2>/dev/null || { cat "$gen/mock.log" >&2; echo "sdk oracle: demandflow mock exited" >&2; exit 1; }
+    sleep 0.1
+done
+[ -n "$url" ] || { echo "sdk oracle: demandflow mock printed no address" >&2; exit 1; }
+mkdir -p "$gen/fixtures"
+"$venv/bin/python" "$here/generated.py" "$url" "$gen/fixtures"
+# The mock must really have served them: one transcript per request.
+served=$(find "$gen/fixtures" -name '*.sse' -size +0 | wc -l)
+[ "$served" -ge 16 ] || { echo "sdk oracle: the mock served $served of 16 generated answers" >&2; exit 1; }
+"$venv/bin/python" "$here/oracle.py" --demandflow "$binary" "$@" "$gen/fixtures"
