@@ -30,8 +30,8 @@ sum of max_demand over the shape's subscriptions.
 shapes: linear, chain3, fanout2, broadcast2, partition2, chain3-per-event,
         fanout2-slow, fanout4-slow (work shared by demand among 2 or 4
         consumers, one of them ~100x slower per event than the others; the
-        baseline's consumers take turns at one shared channel, so its slow
-        one takes every other batch),
+        baseline's consumers take turns at one shared channel, behind a
+        tokio Mutex, which does not steer batches away from the slow one),
         chain3-slow (chain3 whose consumer is ~100x slower than its producer:
         the memory check)
 
