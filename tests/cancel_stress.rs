@@ -111,15 +111,20 @@ async fn cycle(i: usize) -> Result<(), String> {
     }
 }
 
-#[test]
-fn every_cancelled_or_dropped_pipeline_stops() {
+/// Runs `count` cycles, `IN_FLIGHT` at a time, on a two-worker runtime;
+/// returns what went wrong in the cycles that failed.
+fn run_all<F, Fut>(count: usize, cycle: F) -> Vec<String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let failures: Vec<String> = rt.block_on(async {
-        futures::stream::iter(0..CYCLES)
+    rt.block_on(async {
+        futures::stream::iter(0..count)
             .map(|i| tokio::spawn(cycle(i)))
             .buffer_unordered(IN_FLIGHT)
             .filter_map(|r| async move {
@@ -131,7 +136,12 @@ fn every_cancelled_or_dropped_pipeline_stops() {
             })
             .collect()
             .await
-    });
+    })
+}
+
+#[test]
+fn every_cancelled_or_dropped_pipeline_stops() {
+    let failures = run_all(CYCLES, cycle);
     assert!(
         failures.is_empty(),
         "{} of {CYCLES} pipelines did not stop as they should: {:?}",
@@ -144,38 +154,18 @@ fn every_cancelled_or_dropped_pipeline_stops() {
 /// with the deadline as its cause, many times over and racing other runs.
 #[test]
 fn every_endless_pipeline_ends_at_its_deadline() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let failures: Vec<String> = rt.block_on(async {
-        futures::stream::iter(0..500usize)
-            .map(|i| {
-                tokio::spawn(async move {
-                    let handle = pipeline(i % 2 == 1, Some(Duration::from_millis(1)))
-                        .spawn()
-                        .map_err(|e| e.to_string())?;
-                    let err = tokio::time::timeout(GUARD, handle.join())
-                        .await
-                        .map_err(|_| format!("run {i}: did not end at its deadline"))?
-                        .expect_err("an endless pipeline cannot complete");
-                    match &err.report().status {
-                        Status::DeadlineExceeded => Ok(()),
-                        other => Err(format!("run {i}: status {other:?}")),
-                    }
-                })
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .filter_map(|r| async move {
-                match r {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e),
-                    Err(e) => Some(format!("run task panicked: {e}")),
-                }
-            })
-            .collect()
+    let failures = run_all(500, |i| async move {
+        let handle = pipeline(i % 2 == 1, Some(Duration::from_millis(1)))
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let err = tokio::time::timeout(GUARD, handle.join())
             .await
+            .map_err(|_| format!("run {i}: did not end at its deadline"))?
+            .expect_err("an endless pipeline cannot complete");
+        match &err.report().status {
+            Status::DeadlineExceeded => Ok(()),
+            other => Err(format!("run {i}: status {other:?}")),
+        }
     });
     assert!(failures.is_empty(), "{failures:?}");
 }

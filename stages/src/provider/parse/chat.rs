@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{finished_tool_call, json, skip, DecodeError};
+use super::{finished_tool_call, json, push_stream_error, skip, DecodeError};
 use crate::provider::{ProviderEvent, Status, ToolKind, Usage};
 use crate::sse::SseEvent;
 
@@ -194,22 +194,7 @@ impl ChatParser {
         }
         let chunk: Chunk = json(&event.event, &event.data)?;
         if let Some(error) = chunk.error {
-            let kind = error
-                .r#type
-                .or_else(|| match error.code {
-                    Some(serde_json::Value::String(code)) => Some(code),
-                    Some(serde_json::Value::Null) | None => None,
-                    Some(code) => Some(code.to_string()),
-                })
-                .unwrap_or_else(|| "error".to_owned());
-            out.push(ProviderEvent::Error {
-                kind,
-                message: error.message.unwrap_or_default(),
-            });
-            out.push(ProviderEvent::Done {
-                status: Status::Failed,
-                stop_reason: None,
-            });
+            push_stream_error(error.r#type, error.code, error.message, out);
             return Ok(true);
         }
         if !self.started {

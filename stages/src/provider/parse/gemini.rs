@@ -29,7 +29,7 @@
 
 use serde::Deserialize;
 
-use super::{json, skip, DecodeError};
+use super::{json, push_stream_error, skip, DecodeError};
 use crate::provider::{ProviderEvent, Status, ToolKind, Usage};
 use crate::sse::SseEvent;
 
@@ -352,22 +352,7 @@ impl GeminiParser {
         }
         let chunk: Chunk = json(&event.event, &event.data)?;
         if let Some(error) = chunk.error {
-            let kind = error
-                .status
-                .or_else(|| match error.code {
-                    Some(serde_json::Value::Null) | None => None,
-                    Some(serde_json::Value::String(code)) => Some(code),
-                    Some(code) => Some(code.to_string()),
-                })
-                .unwrap_or_else(|| "error".to_owned());
-            out.push(ProviderEvent::Error {
-                kind,
-                message: error.message.unwrap_or_default(),
-            });
-            out.push(ProviderEvent::Done {
-                status: Status::Failed,
-                stop_reason: None,
-            });
+            push_stream_error(error.status, error.code, error.message, out);
             return Ok(true);
         }
         if !self.started {

@@ -466,3 +466,29 @@ impl ProviderDecoder {
         Ok(())
     }
 }
+
+/// Ends a stream on an error object sent in its body (Chat, Gemini): one
+/// `Error` whose kind is the API's own name for it, else its code, else
+/// `error`, then a failed `Done`.
+pub(super) fn push_stream_error(
+    kind: Option<String>,
+    code: Option<serde_json::Value>,
+    message: Option<String>,
+    out: &mut Vec<ProviderEvent>,
+) {
+    let kind = kind
+        .or_else(|| match code {
+            Some(serde_json::Value::Null) | None => None,
+            Some(serde_json::Value::String(code)) => Some(code),
+            Some(code) => Some(code.to_string()),
+        })
+        .unwrap_or_else(|| "error".to_owned());
+    out.push(ProviderEvent::Error {
+        kind,
+        message: message.unwrap_or_default(),
+    });
+    out.push(ProviderEvent::Done {
+        status: Status::Failed,
+        stop_reason: None,
+    });
+}
