@@ -351,43 +351,23 @@ impl MessageBuilder {
                 name,
                 kind,
                 arguments,
-            } => {
-                self.open.remove(index);
-                self.finished.insert(
-                    *index,
-                    ToolCall {
-                        index: *index,
-                        id: id.clone(),
-                        name: name.clone(),
-                        kind: *kind,
-                        arguments: Ok(arguments.clone()),
-                        finished: true,
-                    },
-                );
-            }
+            } => self.close_call(*index, id, name, *kind, Ok(arguments.clone())),
             ProviderEvent::ToolCallInvalid {
                 index,
                 id,
                 name,
                 arguments,
                 error,
-            } => {
-                self.open.remove(index);
-                self.finished.insert(
-                    *index,
-                    ToolCall {
-                        index: *index,
-                        id: id.clone(),
-                        name: name.clone(),
-                        kind: ToolKind::Function,
-                        arguments: Err(ToolArgumentsError {
-                            raw: arguments.clone(),
-                            message: error.clone(),
-                        }),
-                        finished: true,
-                    },
-                );
-            }
+            } => self.close_call(
+                *index,
+                id,
+                name,
+                ToolKind::Function,
+                Err(ToolArgumentsError {
+                    raw: arguments.clone(),
+                    message: error.clone(),
+                }),
+            ),
             ProviderEvent::ServerToolCall {
                 index,
                 id,
@@ -428,6 +408,29 @@ impl MessageBuilder {
                 message: message.clone(),
             }),
         }
+    }
+
+    /// A tool call's end (parsed or not): it leaves the open calls.
+    fn close_call(
+        &mut self,
+        index: usize,
+        id: &str,
+        name: &str,
+        kind: ToolKind,
+        arguments: Result<Value, ToolArgumentsError>,
+    ) {
+        self.open.remove(&index);
+        self.finished.insert(
+            index,
+            ToolCall {
+                index,
+                id: id.to_owned(),
+                name: name.to_owned(),
+                kind,
+                arguments,
+                finished: true,
+            },
+        );
     }
 
     /// Whether the terminal event has been seen.
