@@ -1,6 +1,8 @@
 //! Errors: precise leaves, and one opaque [`PipelineError`] for a run.
 
+use std::error::Error;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::demand::DemandLimitsError;
 use crate::dispatcher::DispatchError;
@@ -9,7 +11,176 @@ use crate::pipeline::Report;
 /// The error type user stage callbacks return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The error a stage failed with, kept as the stage returned it.
+///
+/// It is the error of [`Status::Failed`](crate::Status::Failed): the value
+/// the handler returned (boxed into a [`BoxError`]), shared (an `Arc`, so a
+/// [`Report`] stays `Clone`), with its [`source`](Error::source) chain. A
+/// panic in a handler becomes a failure whose message contains the panic's
+/// text ([`is_panic`](Self::is_panic)). Failures the engine makes itself (an
+/// idle timeout, a factory that panicked) carry a message only.
+///
+/// Two failures are equal when their messages are: the error types behind
+/// them need not be `PartialEq`.
+///
+/// # Example
+///
+/// ```
+/// use demandflow::{sink, source, stage, Pipeline, Restart, Status, Subscribe};
+///
+/// #[derive(Debug)]
+/// struct Rejected(u32);
+/// impl std::fmt::Display for Rejected {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         write!(f, "event {} rejected", self.0)
+///     }
+/// }
+/// impl std::error::Error for Rejected {}
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut p = Pipeline::new();
+/// let n = p.producer("numbers", source::iter(0..10u32));
+/// let checked = p
+///     .processor("check", stage::try_map(|x: u32| if x == 3 { Err(Rejected(x)) } else { Ok(x) }))
+///     .restart(Restart::Temporary)
+///     .subscribe(&n, Subscribe::default());
+/// p.consumer("sink", sink::drain()).subscribe(&checked, Subscribe::default());
+/// let err = p.spawn().unwrap().join().await.unwrap_err();
+/// let Status::Failed { stage, error } = &err.report().status else { panic!() };
+/// assert_eq!(stage, "check");
+/// assert_eq!(error.downcast_ref::<Rejected>().unwrap().0, 3);
+/// assert_eq!(error.to_string(), "event 3 rejected");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct StageFailure {
+    error: Arc<dyn Error + Send + Sync + 'static>,
+}
+
+/// A panic caught in a stage handler or factory.
+#[derive(Debug)]
+struct Panicked(String);
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for Panicked {}
+
+/// A failure the engine describes itself (no user error behind it).
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for Message {}
+
+impl StageFailure {
+    /// Wraps the error a handler returned.
+    pub fn new(error: BoxError) -> StageFailure {
+        StageFailure {
+            error: Arc::from(error),
+        }
+    }
+
+    /// A failure described by the engine, with no error value behind it.
+    pub(crate) fn message(message: impl Into<String>) -> StageFailure {
+        StageFailure {
+            error: Arc::new(Message(message.into())),
+        }
+    }
+
+    /// A caught panic; `what` is prefixed to the message (`factory `).
+    pub(crate) fn panic(what: &str, payload: &(dyn std::any::Any + Send)) -> StageFailure {
+        let text = if let Some(s) = payload.downcast_ref::<&str>() {
+            format!("{what}panicked: {s}")
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            format!("{what}panicked: {s}")
+        } else {
+            format!("{what}panicked")
+        };
+        StageFailure {
+            error: Arc::new(Panicked(text)),
+        }
+    }
+
+    /// The error the stage returned, if it is an `E`.
+    pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
+        self.error.downcast_ref::<E>()
+    }
+
+    /// Whether the stage panicked rather than returned an error.
+    pub fn is_panic(&self) -> bool {
+        self.error.is::<Panicked>()
+    }
+
+    /// The error itself.
+    pub fn error(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &*self.error
+    }
+
+    /// The error and its [`source`](Error::source)s, outermost first.
+    pub fn chain(&self) -> impl Iterator<Item = &(dyn Error + 'static)> {
+        let first: &(dyn Error + 'static) = &*self.error;
+        std::iter::successors(Some(first), |e: &&(dyn Error + 'static)| (*e).source())
+    }
+}
+
+impl From<BoxError> for StageFailure {
+    fn from(error: BoxError) -> Self {
+        StageFailure::new(error)
+    }
+}
+
+impl fmt::Display for StageFailure {
+    /// The error's message; with `{:#}`, its sources too (`: `-separated).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.error)?;
+        if f.alternate() {
+            for e in self.chain().skip(1) {
+                write!(f, ": {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for StageFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StageFailure")
+            .field(&format!("{self:#}"))
+            .finish()
+    }
+}
+
+impl Error for StageFailure {
+    // Transparent: the stage's error is this failure, so its source is the
+    // error's source (a chain printer does not see the message twice).
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.error.source()
+    }
+}
+
+impl PartialEq for StageFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for StageFailure {}
+
 /// A pipeline that cannot be built. Every variant names the stage at fault.
+///
+/// Its `Debug` is its message, so that `main` returning `Result<_,
+/// BuildError>` (or `Box<dyn Error>`) prints ``Error: two stages are named
+/// `square` ``: match on the variants for the structure.
 ///
 /// # Example
 ///
@@ -24,7 +195,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// assert!(matches!(err, BuildError::BadDemand { .. }));
 /// assert_eq!(err.to_string(), "stage `sum`: subscription to `numbers`: max_demand must be at least 1");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BuildError {
     /// The pipeline has no stages.
@@ -123,6 +294,12 @@ impl fmt::Display for BuildError {
     }
 }
 
+impl fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl std::error::Error for BuildError {}
 
 /// `ask(0)` or an ask outside a manual subscription.
@@ -208,20 +385,35 @@ impl PipelineError {
 }
 
 impl fmt::Debug for PipelineError {
+    /// The message and its causes, one per line (what `main` returning
+    /// `Result<(), PipelineError>` or `Box<dyn Error>` prints on failure).
+    /// The structure is in [`report`](Self::report).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipelineError")
-            .field("status", &self.report.status)
-            .finish()
+        write!(f, "{self}")?;
+        let mut cause = self.source();
+        while let Some(e) = cause {
+            write!(f, "\n  caused by: {e}")?;
+            cause = e.source();
+        }
+        Ok(())
     }
 }
 
 impl fmt::Display for PipelineError {
+    /// `pipeline cancelled by the user`, `pipeline failed: stage `parse`:
+    /// <its error>`... The failed stage's error's own sources are this
+    /// error's [`source`](Error::source) chain.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "pipeline {}", self.report.status)
     }
 }
 
-impl std::error::Error for PipelineError {}
+impl Error for PipelineError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        // The stage's error is already in the message: its causes follow.
+        self.report.status.failure().and_then(|e| e.source())
+    }
+}
 
 /// A subscription to a running pipeline that was refused
 /// ([`PipelineHandle::consumer`](crate::PipelineHandle::consumer),
@@ -244,7 +436,9 @@ impl std::error::Error for PipelineError {}
 /// assert!(matches!(err, SubscribeError::NotAccepting { .. }));
 /// # }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` is its message (as [`BuildError`]'s).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SubscribeError {
     /// The stage reference belongs to another pipeline.
@@ -315,6 +509,12 @@ impl fmt::Display for SubscribeError {
                 error,
             } => write!(f, "stage `{stage}`: subscription to `{upstream}`: {error}"),
         }
+    }
+}
+
+impl fmt::Debug for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -31,16 +31,28 @@
 //! p.consumer("sum", sum).subscribe(&squares, Subscribe::max_demand(100));
 //!
 //! let report = p.timeout(Duration::from_secs(5)).spawn()?.join().await?;
-//! assert_eq!(total.get(), Some(333_833_500));
+//! assert_eq!(total.get(), 333_833_500);
 //! assert_eq!(report.stage("sum").unwrap().processed, 1000);
 //! # Ok(()) }
 //! ```
 //!
-//! Ready-made stages: [`source`] (`iter`, `from_stream`, `from_fn`),
-//! [`stage`] (`map`, `filter`, `flat_map`, `batch`, `rate_limit`,
-//! `factory`), [`sink`] (`for_each`, `fold`, `collect`, `drain`), and
-//! [`push`] for sources that cannot wait. [`Pipeline::stream`] hands a
-//! pipeline's output to the caller as a `futures::Stream`.
+//! Ready-made stages: [`source`] (`iter`, `from_stream`, `from_fn`,
+//! `lines`), [`stage`] (`map`, `map_ref`, `try_map`, `then`, `try_then`,
+//! `filter`, `flat_map`, `batch`, `rate_limit`, `factory`), [`sink`]
+//! (`for_each`, `fold`, `count`, `collect`, `drain`), and [`push`] for
+//! sources that cannot wait. [`Pipeline::stream`] hands a pipeline's output
+//! to the caller as a `futures::Stream`.
+//!
+//! # Reading the outcome
+//!
+//! A [`Report`] prints as a table (`println!("{report}")`), and
+//! [`Report::stage`] sums a stage's concurrent instances. A failed run's
+//! [`Status::Failed`] keeps the error the stage returned, as a
+//! [`StageFailure`] that downcasts to it. [`PipelineHandle::canceller`]
+//! cancels while [`join`](PipelineHandle::join) owns the handle (the
+//! Ctrl-C recipe is in [`PipelineHandle`]'s docs). `main` can return
+//! `Result<(), Box<dyn std::error::Error>>`: the engine's errors print
+//! their message, not their structure.
 //!
 //! # Demand model
 //!
@@ -118,10 +130,10 @@ pub mod testkit;
 
 pub use cancel::{CancelCause, CancelGuard, CancelScope};
 pub use demand::{DemandLimits, DemandLimitsError, SubscriberDemand, DEFAULT_MAX_DEMAND};
-pub use error::{AskError, BoxError, BuildError, PipelineError, SubscribeError};
+pub use error::{AskError, BoxError, BuildError, PipelineError, StageFailure, SubscribeError};
 pub use pipeline::{
-    CancelMode, Dispatch, LastCancel, Pipeline, PipelineHandle, PipelineStream, Report, StageRef,
-    Stats, Status, Subscribe, Subscription,
+    CancelMode, Canceller, Dispatch, LastCancel, Pipeline, PipelineHandle, PipelineStream, Report,
+    StageRef, Stats, Status, Subscribe, Subscription,
 };
 pub use runtime::shared::DeadLetter;
 pub use stage::{Consumer, Context, Emitter, Flow, Processor, Producer, StageWaker};

@@ -52,10 +52,25 @@ where
     }
 }
 
-/// Where a [`fold`]'s result lands when its stage finishes.
+/// A [`fold`]'s (or [`count`]'s) accumulator, shared with its stage.
+///
+/// The accumulator lives here, not in the stage instance: it holds every
+/// batch the stage finished, whatever ended the run. After a cancel, a
+/// deadline or a failure, [`get`](Self::get) is the partial result; a
+/// restarted instance carries on from it, so a restart loses nothing and
+/// counts nothing twice (a batch whose handler failed is handed again to
+/// the new instance, and only a batch that was handled is in the value).
+/// [`is_complete`](Self::is_complete) says whether the fold saw the end of
+/// its input.
 #[derive(Debug)]
 pub struct FoldResult<A> {
-    slot: Arc<Mutex<Option<A>>>,
+    slot: Arc<Mutex<FoldSlot<A>>>,
+}
+
+#[derive(Debug)]
+struct FoldSlot<A> {
+    acc: A,
+    complete: bool,
 }
 
 impl<A> Clone for FoldResult<A> {
@@ -66,27 +81,58 @@ impl<A> Clone for FoldResult<A> {
     }
 }
 
-impl<A: Clone> FoldResult<A> {
-    /// The final accumulator, once the stage has finished normally.
-    pub fn get(&self) -> Option<A> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+impl<A> FoldResult<A> {
+    fn new(init: A) -> FoldResult<A> {
+        FoldResult {
+            slot: Arc::new(Mutex::new(FoldSlot {
+                acc: init,
+                complete: false,
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FoldSlot<A>> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the stage saw the end of its input: `get` is then the fold
+    /// of every event. `false` after a cancel, a deadline or a failure
+    /// (and while it runs).
+    pub fn is_complete(&self) -> bool {
+        self.lock().complete
+    }
+
+    /// Takes the accumulator out, leaving `A::default()`.
+    pub fn take(&self) -> A
+    where
+        A: Default,
+    {
+        std::mem::take(&mut self.lock().acc)
     }
 }
 
-impl<A> FoldResult<A> {
-    /// Takes the final accumulator out.
-    pub fn take(&self) -> Option<A> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+impl<A: Clone> FoldResult<A> {
+    /// The accumulator now: the final value once the stage finished, the
+    /// value so far while it runs or after a cancel, deadline or failure,
+    /// and `init` before the first batch.
+    pub fn get(&self) -> A {
+        self.lock().acc.clone()
     }
 }
 
 /// A consumer folding events into an accumulator; see [`fold`].
-#[derive(Clone)]
 pub struct Fold<A, F> {
-    init: A,
-    acc: Option<A>,
     f: F,
-    out: Arc<Mutex<Option<A>>>,
+    out: FoldResult<A>,
+}
+
+impl<A, F: Clone> Clone for Fold<A, F> {
+    fn clone(&self) -> Self {
+        Fold {
+            f: self.f.clone(),
+            out: self.out.clone(),
+        }
+    }
 }
 
 impl<A, F> fmt::Debug for Fold<A, F> {
@@ -95,9 +141,16 @@ impl<A, F> fmt::Debug for Fold<A, F> {
     }
 }
 
-/// Folds every event into `init` with `f`; the result is in the returned
-/// [`FoldResult`] once the stage finishes. A restarted instance starts again
-/// from `init`.
+/// Folds every event into `init` with `f`; the accumulator is in the
+/// returned [`FoldResult`], as it stands after every batch.
+///
+/// The value survives a cancel, a deadline and a restart: the
+/// accumulator is shared, not per instance, so a restarted instance
+/// carries on from the last handled batch. The accumulator is cloned once
+/// per batch, so that a panic in `f` halfway through a batch leaves the
+/// value before it (the batch is handed again to the restarted instance).
+/// With [`concurrency`](crate::pipeline::ConsumerBuilder::concurrency),
+/// the instances fold into the one accumulator in no set order.
 ///
 /// # Example
 ///
@@ -111,44 +164,91 @@ impl<A, F> fmt::Debug for Fold<A, F> {
 /// let (sum, total) = sink::fold(0u32, |a, x: u32| a + x);
 /// p.consumer("sum", sum).subscribe(&n, Subscribe::default());
 /// p.spawn().unwrap().join().await.unwrap();
-/// assert_eq!(total.get(), Some(10));
+/// assert_eq!(total.get(), 10);
+/// assert!(total.is_complete());
 /// # }
 /// ```
 pub fn fold<T, A, F>(init: A, f: F) -> (Fold<A, F>, FoldResult<A>)
 where
-    A: Clone + Send + Sync + 'static,
+    A: Clone + Send + 'static,
     F: FnMut(A, T) -> A + Clone + Send + 'static,
 {
-    let out = Arc::new(Mutex::new(None));
+    let out = FoldResult::new(init);
     (
         Fold {
-            init,
-            acc: None,
             f,
             out: out.clone(),
         },
-        FoldResult { slot: out },
+        out,
     )
 }
 
 impl<T, A, F> Consumer<T> for Fold<A, F>
 where
     T: Clone + Send + Sync + 'static,
-    A: Clone + Send + Sync + 'static,
+    A: Clone + Send + 'static,
     F: FnMut(A, T) -> A + Clone + Send + 'static,
 {
     async fn consume(&mut self, events: &[T], _cx: &Context) -> Result<(), BoxError> {
-        let mut acc = self.acc.take().unwrap_or_else(|| self.init.clone());
+        let mut slot = self.out.lock();
+        let mut acc = slot.acc.clone();
         for e in events {
             acc = (self.f)(acc, e.clone());
         }
-        self.acc = Some(acc);
+        slot.acc = acc;
         Ok(())
     }
 
     async fn finish(&mut self, _cx: &Context) -> Result<(), BoxError> {
-        let acc = self.acc.take().unwrap_or_else(|| self.init.clone());
-        *self.out.lock().unwrap_or_else(|e| e.into_inner()) = Some(acc);
+        self.out.lock().complete = true;
+        Ok(())
+    }
+}
+
+/// A consumer counting events; see [`count`].
+#[derive(Clone)]
+pub struct Count {
+    out: FoldResult<u64>,
+}
+
+impl fmt::Debug for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Count").finish_non_exhaustive()
+    }
+}
+
+/// Counts the events it handles: a [`fold`] of `n + 1` that needs nothing
+/// of the events (no `Clone`). Like `fold`'s, the count survives a cancel,
+/// a deadline and a restart.
+///
+/// # Example
+///
+/// ```
+/// use demandflow::{sink, source, Pipeline, Subscribe};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut p = Pipeline::new();
+/// let n = p.producer("n", source::iter(0..1000u32));
+/// let (count, seen) = sink::count();
+/// p.consumer("count", count).subscribe(&n, Subscribe::default());
+/// p.spawn().unwrap().join().await.unwrap();
+/// assert_eq!(seen.get(), 1000);
+/// # }
+/// ```
+pub fn count() -> (Count, FoldResult<u64>) {
+    let out = FoldResult::new(0);
+    (Count { out: out.clone() }, out)
+}
+
+impl<T: Send + Sync + 'static> Consumer<T> for Count {
+    async fn consume(&mut self, events: &[T], _cx: &Context) -> Result<(), BoxError> {
+        self.out.lock().acc += events.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(&mut self, _cx: &Context) -> Result<(), BoxError> {
+        self.out.lock().complete = true;
         Ok(())
     }
 }

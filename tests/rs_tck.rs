@@ -357,7 +357,7 @@ fn required_spec303_must_not_allow_unbounded_recursion() {
             })
         })
         .unwrap();
-    assert_eq!(t.join().unwrap(), Some(EVENTS));
+    assert_eq!(t.join().unwrap(), EVENTS);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::cancel::CancelCause;
-use crate::error::PipelineError;
+use crate::error::{PipelineError, StageFailure};
 use crate::runtime::driver::StageEnd;
 use crate::runtime::shared::*;
 
@@ -28,20 +28,76 @@ pub enum Status {
     Failed {
         /// The stage.
         stage: String,
-        /// Its last error.
-        error: String,
+        /// Its last error, as the stage returned it (see [`StageFailure`]).
+        error: StageFailure,
     },
 }
 
 impl fmt::Display for Status {
+    /// `completed`, `cancelled by the user`, `deadline exceeded`, `failed:
+    /// stage `parse`: <its error>`... With `{:#}`, a failure's error is
+    /// followed by its sources.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Status::Completed => write!(f, "completed"),
-            Status::Cancelled(c) => write!(f, "cancelled ({c:?})"),
-            Status::DeadlineExceeded => write!(f, "deadline exceeded"),
+            Status::Cancelled(CancelCause::User) => write!(f, "cancelled by the user"),
+            Status::Cancelled(CancelCause::OwnerDropped) => {
+                write!(f, "cancelled: its handle was dropped")
+            }
+            Status::Cancelled(CancelCause::Shutdown) => {
+                write!(f, "cancelled: the shutdown's grace period ran out")
+            }
+            Status::Cancelled(CancelCause::StageFailed(stage)) => {
+                write!(f, "cancelled: stage `{stage}` failed")
+            }
+            Status::Cancelled(CancelCause::DeadlineExceeded) | Status::DeadlineExceeded => {
+                write!(f, "deadline exceeded")
+            }
+            Status::Failed { stage, error } if f.alternate() => {
+                write!(f, "failed: stage `{stage}`: {error:#}")
+            }
             Status::Failed { stage, error } => write!(f, "failed: stage `{stage}`: {error}"),
         }
     }
+}
+
+impl Status {
+    /// The failed stage's error, for a run that failed.
+    pub fn failure(&self) -> Option<&StageFailure> {
+        match self {
+            Status::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `name` is `base` or one of its concurrent instances, `base[i]`.
+fn is_instance_of(name: &str, base: &str) -> bool {
+    match name.strip_prefix(base) {
+        Some("") => true,
+        Some(rest) => rest
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit())),
+        None => false,
+    }
+}
+
+/// Sums the stages named `base` or `base[i]` into one value, starting from
+/// a clone of the first (so fields that do not add up keep its value).
+fn total<'a, T: Clone + 'a>(
+    mut items: impl Iterator<Item = &'a T>,
+    base: &str,
+    name: impl Fn(&mut T) -> &mut String,
+    add: impl Fn(&mut T, &T),
+) -> Option<T> {
+    let first = items.next()?;
+    let mut sum = first.clone();
+    for other in items {
+        add(&mut sum, other);
+    }
+    *name(&mut sum) = base.to_owned();
+    Some(sum)
 }
 
 /// One stage's ledger at the end of a run.
@@ -82,9 +138,59 @@ pub struct Report {
 }
 
 impl Report {
-    /// The report of the stage named `name`.
-    pub fn stage(&self, name: &str) -> Option<&StageReport> {
-        self.stages.iter().find(|s| s.name == name)
+    /// The ledger of the stage named `name`, summed over its concurrent
+    /// instances.
+    ///
+    /// A stage built with [`concurrency(n)`](crate::pipeline::ProcessorBuilder::concurrency)
+    /// runs `n` instances named `name[0]`..`name[n-1]`: `stage("upload")`
+    /// adds their counters up (the `end` is the first instance's that did
+    /// not complete, else `completed`), and `stage("upload[2]")` is the one
+    /// instance. `None` if no stage has that name. The per-instance ledgers
+    /// are [`instances`](Self::instances).
+    ///
+    /// ```
+    /// use demandflow::{sink, source, stage, Pipeline, Subscribe};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut p = Pipeline::new();
+    /// let n = p.producer("numbers", source::iter(0..100u32));
+    /// let up = p
+    ///     .processor("upload", stage::map(|x: u32| x))
+    ///     .concurrency(4)
+    ///     .subscribe(&n, Subscribe::max_demand(10));
+    /// p.consumer("sink", sink::drain()).subscribe(&up, Subscribe::default());
+    /// let report = p.spawn()?.join().await?;
+    /// assert_eq!(report.stage("upload").unwrap().processed, 100);
+    /// assert_eq!(report.instances("upload").count(), 4);
+    /// # Ok(()) }
+    /// ```
+    pub fn stage(&self, name: &str) -> Option<StageReport> {
+        total(
+            self.instances(name),
+            name,
+            |s| &mut s.name,
+            |sum, s| {
+                sum.received += s.received;
+                sum.processed += s.processed;
+                sum.emitted += s.emitted;
+                sum.dead_lettered += s.dead_lettered;
+                sum.dropped += s.dropped;
+                sum.abandoned += s.abandoned;
+                sum.restarts += s.restarts;
+                if sum.end == "completed" {
+                    sum.end.clone_from(&s.end);
+                }
+            },
+        )
+    }
+
+    /// The stage named `name` and its concurrent instances `name[i]`, in
+    /// the order they were added.
+    pub fn instances<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a StageReport> + 'a {
+        self.stages
+            .iter()
+            .filter(move |s| is_instance_of(&s.name, name))
     }
 
     /// `Ok(self)` for a completed run, else the error carrying it.
@@ -175,9 +281,39 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// The live counters of the stage named `name`.
-    pub fn stage(&self, name: &str) -> Option<&StageStats> {
-        self.stages.iter().find(|s| s.name == name)
+    /// The live counters of the stage named `name`, summed over its
+    /// concurrent instances `name[i]` (as [`Report::stage`]). The state is
+    /// `Running` if any instance runs, else `Restarting` if any restarts,
+    /// else `Ended`.
+    pub fn stage(&self, name: &str) -> Option<StageStats> {
+        total(
+            self.instances(name),
+            name,
+            |s| &mut s.name,
+            |sum, s| {
+                sum.received += s.received;
+                sum.processed += s.processed;
+                sum.emitted += s.emitted;
+                sum.dead_lettered += s.dead_lettered;
+                sum.dropped += s.dropped;
+                sum.abandoned += s.abandoned;
+                sum.restarts += s.restarts;
+                sum.state = match (sum.state, s.state) {
+                    (StageState::Running, _) | (_, StageState::Running) => StageState::Running,
+                    (StageState::Restarting, _) | (_, StageState::Restarting) => {
+                        StageState::Restarting
+                    }
+                    _ => StageState::Ended,
+                };
+            },
+        )
+    }
+
+    /// The stage named `name` and its concurrent instances `name[i]`.
+    pub fn instances<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a StageStats> + 'a {
+        self.stages
+            .iter()
+            .filter(move |s| is_instance_of(&s.name, name))
     }
 
     /// Events buffered on all subscriptions.
@@ -255,6 +391,75 @@ fn stats_of(shared: &PipelineShared) -> Stats {
 /// Dropping it cancels every stage with [`CancelCause::OwnerDropped`]
 /// (owner semantics: no task outlives its pipeline), unless
 /// [`PipelineHandle::detach`] was called.
+///
+/// # Cancelling while waiting: Ctrl-C
+///
+/// [`join`](Self::join) takes the handle, so take a [`Canceller`] first:
+/// it is `Clone + Send + Sync` and cancels from anywhere (another task, a
+/// signal handler). Keep awaiting the same `join` future after cancelling,
+/// to get the report of what was done:
+///
+/// ```no_run
+/// use demandflow::{sink, source, Pipeline, Subscribe};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut p = Pipeline::new();
+/// let n = p.producer("numbers", source::iter(0..u64::MAX));
+/// p.consumer("sink", sink::drain()).subscribe(&n, Subscribe::default());
+/// let run = p.spawn()?;
+/// let canceller = run.canceller();
+/// let join = run.join();
+/// tokio::pin!(join);
+/// let result = tokio::select! {
+///     r = &mut join => r,
+///     _ = tokio::signal::ctrl_c() => {
+///         canceller.cancel();
+///         join.await
+///     }
+/// };
+/// match result {
+///     Ok(report) => println!("{report}"),
+///     Err(e) if e.is_cancelled() => println!("interrupted\n{}", e.report()),
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// The same with the cancel coming from another task, run as a test:
+///
+/// ```
+/// use std::time::Duration;
+/// use demandflow::{sink, source, CancelCause, Pipeline, Status, Subscribe};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut p = Pipeline::new();
+/// let n = p.producer("numbers", source::iter(0..u64::MAX));
+/// let (count, seen) = sink::count();
+/// p.consumer("count", count).subscribe(&n, Subscribe::default());
+/// let run = p.spawn()?;
+/// let canceller = run.canceller();
+/// let (interrupt, interrupted) = tokio::sync::oneshot::channel::<()>();
+/// tokio::spawn(async move {
+///     tokio::time::sleep(Duration::from_millis(20)).await;
+///     let _ = interrupt.send(()); // stands in for `ctrl_c()`
+/// });
+/// let join = run.join();
+/// tokio::pin!(join);
+/// let result = tokio::select! {
+///     r = &mut join => r,
+///     _ = interrupted => {
+///         canceller.cancel();
+///         join.await
+///     }
+/// };
+/// let err = result.unwrap_err();
+/// assert_eq!(err.report().status, Status::Cancelled(CancelCause::User));
+/// assert_eq!(err.to_string(), "pipeline cancelled by the user");
+/// assert!(seen.get() > 0); // the count so far survives the cancel
+/// # Ok(()) }
+/// ```
 #[must_use = "dropping the handle cancels the pipeline"]
 pub struct PipelineHandle {
     shared: Arc<PipelineShared>,
@@ -291,6 +496,14 @@ impl PipelineHandle {
     /// Cancels every stage ([`CancelCause::User`]). Idempotent, non-blocking.
     pub fn cancel(&self) {
         self.shared.cancel(CancelCause::User);
+    }
+
+    /// A cloneable handle that cancels this pipeline, usable while
+    /// [`join`](Self::join) owns the handle (see the Ctrl-C recipe above).
+    pub fn canceller(&self) -> Canceller {
+        Canceller {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Live counters: per stage, per subscription, and the cancel cause.
@@ -368,11 +581,11 @@ impl PipelineHandle {
             .into_iter()
             .map(|e| {
                 e.unwrap_or_else(|| {
-                    StageEnd::Failed(
+                    StageEnd::Failed(StageFailure::message(
                         abnormal
                             .clone()
                             .unwrap_or_else(|| "stage task ended abnormally".to_owned()),
-                    )
+                    ))
                 })
             })
             .collect();
@@ -522,7 +735,7 @@ impl PipelineHandle {
 }
 
 /// The first late subscriber that failed, with its error.
-fn late_failure(shared: &PipelineShared, ends: &[StageEnd]) -> Option<(String, String)> {
+fn late_failure(shared: &PipelineShared, ends: &[StageEnd]) -> Option<(String, StageFailure)> {
     let stages = shared.late.stages.lock().unwrap_or_else(|e| e.into_inner());
     ends.iter()
         .zip(stages.iter())
@@ -537,6 +750,38 @@ impl Drop for PipelineHandle {
         if self.armed {
             self.shared.cancel(CancelCause::OwnerDropped);
         }
+    }
+}
+
+/// Cancels a pipeline from anywhere: another task, a signal handler, a
+/// callback. Made by [`PipelineHandle::canceller`]; `Clone + Send + Sync`.
+///
+/// Holding one keeps no stage running: the pipeline ends as it would
+/// without it.
+#[derive(Clone)]
+pub struct Canceller {
+    shared: Arc<PipelineShared>,
+}
+
+impl Canceller {
+    /// Cancels every stage ([`CancelCause::User`]), as
+    /// [`PipelineHandle::cancel`]. Idempotent, non-blocking; does nothing
+    /// once the run has ended.
+    pub fn cancel(&self) {
+        self.shared.cancel(CancelCause::User);
+    }
+
+    /// Whether the pipeline was cancelled (by anyone, for any cause).
+    pub fn is_cancelled(&self) -> bool {
+        self.shared.scope.is_cancelled()
+    }
+}
+
+impl fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Canceller")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
     }
 }
 

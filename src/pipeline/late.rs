@@ -21,7 +21,7 @@ use futures::FutureExt;
 use super::{Dispatch, StageRef, Subscribe};
 use crate::demand::SubscriberDemand;
 use crate::dispatcher::{Selector, SubscriberSpec, SubscriptionId};
-use crate::error::SubscribeError;
+use crate::error::{StageFailure, SubscribeError};
 use crate::runtime::driver::{supervise, ConsumerDriver, ProcessorDriver, StageCx, StageEnd};
 use crate::runtime::edge::Edge;
 use crate::runtime::inputs::{Input, Inputs};
@@ -505,10 +505,12 @@ pub(super) async fn join_late(shared: &PipelineShared) -> Vec<StageEnd> {
     let mut ends = Vec::with_capacity(tasks.len());
     for t in tasks {
         ends.push(match t {
-            Some(t) => t
-                .await
-                .unwrap_or_else(|e| StageEnd::Failed(format!("stage task ended abnormally: {e}"))),
-            None => StageEnd::Failed("stage task ended abnormally".to_owned()),
+            Some(t) => t.await.unwrap_or_else(|e| {
+                StageEnd::Failed(StageFailure::message(format!(
+                    "stage task ended abnormally: {e}"
+                )))
+            }),
+            None => StageEnd::Failed(StageFailure::message("stage task ended abnormally")),
         });
     }
     ends

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 mod builder;
 mod dispatch;
+mod display;
 mod handle;
 mod late;
 mod stream;
@@ -28,8 +29,8 @@ use builder::Common;
 pub use builder::{ConsumerBuilder, ProcessorBuilder, ProducerBuilder};
 pub use dispatch::Dispatch;
 pub use handle::{
-    EdgeStats, PipelineHandle, PipelineWatch, Report, StageReport, StageState, StageStats, Stall,
-    Stats, Status,
+    Canceller, EdgeStats, PipelineHandle, PipelineWatch, Report, StageReport, StageState,
+    StageStats, Stall, Stats, Status,
 };
 pub use late::{LastCancel, LateConsumer, LateProcessor, Subscription};
 pub use stream::PipelineStream;
@@ -157,7 +158,7 @@ struct SubDecl {
 /// let (sum, total) = sink::fold(0u64, |acc, x: u64| acc + x);
 /// p.consumer("sum", sum).subscribe(&squares, Subscribe::max_demand(10));
 /// let report = p.spawn()?.join().await?;
-/// assert_eq!(total.get(), Some(338_350));
+/// assert_eq!(total.get(), 338_350);
 /// assert_eq!(report.stage("sum").unwrap().processed, 100);
 /// # Ok(()) }
 /// ```

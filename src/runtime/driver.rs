@@ -22,7 +22,7 @@ use super::inputs::{Inputs, Next};
 use super::outputs::Outputs;
 use super::shared::*;
 use crate::cancel::CancelScope;
-use crate::error::BoxError;
+use crate::error::{BoxError, StageFailure};
 use crate::stage::{Consumer, Context, Emitter, Flow, Processor, Producer};
 use crate::supervisor::{Decision, ExitReason};
 
@@ -32,7 +32,7 @@ pub(crate) enum InstanceExit {
     /// Its work is done (stream finished, inputs ended, subscribers gone).
     Normal,
     /// The handler returned an error or panicked.
-    Failed(String),
+    Failed(StageFailure),
     /// The pipeline was cancelled.
     Cancelled,
     /// An upstream failed and this stage's cancel mode does not survive it.
@@ -48,7 +48,7 @@ pub(crate) enum InstanceExit {
 pub(crate) enum StageEnd {
     Completed,
     Cancelled,
-    Failed(String),
+    Failed(StageFailure),
     Stopped(String),
 }
 
@@ -138,12 +138,18 @@ impl StageCx {
         }
     }
 
-    fn dead_letter(&self, error: String, attempts: u32, events: Box<dyn Any + Send>, len: usize) {
+    fn dead_letter(
+        &self,
+        error: &StageFailure,
+        attempts: u32,
+        events: Box<dyn Any + Send>,
+        len: usize,
+    ) {
         Counters::add(&self.stage.counters.dead_lettered, len);
         tracing::warn!(stage = %self.stage.name, %error, attempts, events = len, "batch dead-lettered");
         (self.pipeline.dead_letter)(DeadLetter {
             stage: self.stage.name.to_string(),
-            error,
+            error: error.to_string(),
             attempts,
             events,
             len,
@@ -192,16 +198,6 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        format!("panicked: {s}")
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        format!("panicked: {s}")
-    } else {
-        "panicked".to_owned()
-    }
-}
-
 /// The exit a unit handler (`start`, `finish`) calls for, if any.
 fn unit_exit(r: Result<HandlerResult<()>, InstanceExit>) -> Option<InstanceExit> {
     match r.map(failure_message) {
@@ -211,11 +207,11 @@ fn unit_exit(r: Result<HandlerResult<()>, InstanceExit>) -> Option<InstanceExit>
     }
 }
 
-fn failure_message<T>(r: HandlerResult<T>) -> Result<T, String> {
+fn failure_message<T>(r: HandlerResult<T>) -> Result<T, StageFailure> {
     match r {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(p) => Err(panic_message(p.as_ref())),
+        Ok(Err(e)) => Err(StageFailure::new(e)),
+        Err(p) => Err(StageFailure::panic("", p.as_ref())),
     }
 }
 
@@ -299,25 +295,25 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
             (Decision::Stop, exit) => {
                 let e = match exit {
                     InstanceExit::Failed(e) => e,
-                    other => format!("{other:?}"),
+                    other => StageFailure::message(format!("{other:?}")),
                 };
                 tracing::warn!(stage = %name, error = %e, "stage failed and is not restarted");
                 let abandoned =
-                    driver.abandon(&cx.stage) + driver.close(EdgeEnd::Failed(e.clone()));
+                    driver.abandon(&cx.stage) + driver.close(EdgeEnd::Failed(e.to_string()));
                 Counters::add(&cx.stage.counters.abandoned, abandoned);
                 break StageEnd::Failed(e);
             }
             (Decision::Escalate, exit) => {
                 let e = match exit {
                     InstanceExit::Failed(e) => e,
-                    _ => "restarted too often".to_owned(),
+                    _ => StageFailure::message("restarted too often"),
                 };
                 tracing::error!(stage = %name, error = %e, "restart intensity exceeded: the pipeline fails");
                 cx.pipeline.record_failure(&name, &e);
                 cx.pipeline
                     .cancel(crate::cancel::CancelCause::StageFailed(name.to_string()));
                 let abandoned =
-                    driver.abandon(&cx.stage) + driver.close(EdgeEnd::Failed(e.clone()));
+                    driver.abandon(&cx.stage) + driver.close(EdgeEnd::Failed(e.to_string()));
                 Counters::add(&cx.stage.counters.abandoned, abandoned);
                 break StageEnd::Failed(e);
             }
@@ -403,9 +399,9 @@ enum Step {
     Pending,
 }
 
-fn make<S>(factory: &mut (dyn FnMut() -> S + Send)) -> Result<S, String> {
+fn make<S>(factory: &mut (dyn FnMut() -> S + Send)) -> Result<S, StageFailure> {
     std::panic::catch_unwind(AssertUnwindSafe(factory))
-        .map_err(|p| format!("factory {}", panic_message(p.as_ref())))
+        .map_err(|p| StageFailure::panic("factory ", p.as_ref()))
 }
 
 impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
@@ -639,7 +635,7 @@ where
             match self.inputs.next(demand, stage) {
                 Next::Idle => {
                     if let Err(e) = self.inputs.check_idle() {
-                        return InstanceExit::Failed(e);
+                        return InstanceExit::Failed(StageFailure::message(e));
                     }
                     let idle = self.inputs.idle_deadline().map(|(at, _)| at);
                     cx.wait(earliest(instance.timer(), idle)).await
@@ -719,7 +715,7 @@ where
 }
 
 impl<In: Send + 'static, Out: Send + 'static, S> ProcessorDriver<In, Out, S> {
-    fn fail_chunk(&mut self, cx: &StageCx, len: usize, e: String) -> InstanceExit {
+    fn fail_chunk(&mut self, cx: &StageCx, len: usize, e: StageFailure) -> InstanceExit {
         fail_chunk(&mut self.inputs, cx, len, e)
     }
 }
@@ -730,7 +726,7 @@ fn fail_chunk<T: Send + 'static>(
     inputs: &mut Inputs<T>,
     cx: &StageCx,
     len: usize,
-    e: String,
+    e: StageFailure,
 ) -> InstanceExit {
     let attempts = match &mut inputs.current {
         Some(c) => {
@@ -741,7 +737,7 @@ fn fail_chunk<T: Send + 'static>(
     };
     if attempts >= cx.pipeline.max_attempts {
         let events = inputs.take_chunk(len);
-        cx.dead_letter(e.clone(), attempts, Box::new(events), len);
+        cx.dead_letter(&e, attempts, Box::new(events), len);
     }
     InstanceExit::Failed(e)
 }
@@ -772,7 +768,7 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
             match self.inputs.next(usize::MAX, stage) {
                 Next::Idle => {
                     if let Err(e) = self.inputs.check_idle() {
-                        return InstanceExit::Failed(e);
+                        return InstanceExit::Failed(StageFailure::message(e));
                     }
                     cx.wait(self.inputs.idle_deadline().map(|(at, _)| at)).await
                 }

@@ -150,7 +150,7 @@ pub(crate) struct PipelineShared {
     pub(crate) edges: Vec<EdgeStat>,
     pub(crate) supervisor: Mutex<Supervisor>,
     /// The stage that made the supervisor give up, with its error.
-    pub(crate) failure: Mutex<Option<(String, String)>>,
+    pub(crate) failure: Mutex<Option<(String, crate::error::StageFailure)>>,
     pub(crate) dead_letter: DeadLetterFn,
     pub(crate) max_attempts: u32,
     pub(crate) deadline: Option<Instant>,
@@ -172,10 +172,10 @@ impl fmt::Debug for PipelineShared {
 }
 
 impl PipelineShared {
-    pub(crate) fn record_failure(&self, stage: &str, error: &str) {
+    pub(crate) fn record_failure(&self, stage: &str, error: &crate::error::StageFailure) {
         let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         if f.is_none() {
-            *f = Some((stage.to_owned(), error.to_owned()));
+            *f = Some((stage.to_owned(), error.clone()));
         }
     }
 
