@@ -58,6 +58,14 @@ pub struct StageFailure {
     error: Arc<dyn Error + Send + Sync + 'static>,
 }
 
+// A report (and so a failure) stays usable across `catch_unwind`, as it was
+// when failures were strings: the engine only reads the error, through a
+// shared reference, and `UnwindSafe` is advisory (std's `Mutex` makes the
+// same promise). A user error with interior mutability it changes in
+// `Display` is the only case this glosses over.
+impl std::panic::UnwindSafe for StageFailure {}
+impl std::panic::RefUnwindSafe for StageFailure {}
+
 /// A panic caught in a stage handler or factory.
 #[derive(Debug)]
 struct Panicked(String);
@@ -136,6 +144,21 @@ impl StageFailure {
 impl From<BoxError> for StageFailure {
     fn from(error: BoxError) -> Self {
         StageFailure::new(error)
+    }
+}
+
+/// A failure that is only a message (to build a [`Status`](crate::Status)
+/// in a test, say).
+impl From<String> for StageFailure {
+    fn from(message: String) -> Self {
+        StageFailure::message(message)
+    }
+}
+
+/// A failure that is only a message.
+impl From<&str> for StageFailure {
+    fn from(message: &str) -> Self {
+        StageFailure::message(message)
     }
 }
 

@@ -438,7 +438,7 @@ fn idle_timeout_fails_a_subscriber_whose_upstream_stalls() {
         match &err.report().status {
             Status::Failed { stage, error } => {
                 assert_eq!(stage, "sink");
-                assert!(error.contains("idle timeout"), "{error}");
+                assert!(error.to_string().contains("idle timeout"), "{error}");
             }
             s => panic!("{s:?}"),
         }

@@ -147,7 +147,7 @@ fn escalation_past_intensity_fails_the_pipeline_naming_the_stage() {
         match &err.report().status {
             Status::Failed { stage, error } => {
                 assert_eq!(stage, "doomed");
-                assert!(error.contains("boom"), "{error}");
+                assert!(error.to_string().contains("boom"), "{error}");
             }
             s => panic!("{s:?}"),
         }
