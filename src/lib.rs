@@ -112,6 +112,9 @@
 //! variants. The minimum supported Rust version is the workspace's
 //! `rust-version` (1.85).
 #![forbid(unsafe_code)]
+// docs.rs (nightly, `--cfg docsrs`) marks feature-gated items such as the
+// testkit with the feature they need.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cancel;
 mod demand;

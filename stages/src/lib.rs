@@ -77,6 +77,8 @@
 //! timeouts, cancel safety), `docs/scale-out.md` (the NATS stages), and
 //! `docs/testing.md` (fuzz targets for the decoder and parsers). `demandflow
 //! --help` lists the commands of the binary.
+// docs.rs (nightly, `--cfg docsrs`) marks the `nats` module with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod mock;
 #[cfg(feature = "nats")]
