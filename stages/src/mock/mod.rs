@@ -104,6 +104,9 @@ pub struct MockConfig {
     /// Enforce these limits, with the providers' rate-limit headers on
     /// every answer and 429s beyond them (`None`: unlimited, no headers).
     pub rate_limits: Option<RateLimits>,
+    /// Keep at most this many [`RequestRecord`]s (the first ones), so a
+    /// long load run does not hold every request body; counts go on.
+    pub max_records: usize,
 }
 
 impl Default for MockConfig {
@@ -115,6 +118,7 @@ impl Default for MockConfig {
             max_request_bytes: 4 * 1024 * 1024,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             rate_limits: None,
+            max_records: usize::MAX,
         }
     }
 }
@@ -141,6 +145,13 @@ impl MockConfig {
     /// Sets `SO_SNDBUF` on accepted sockets.
     pub fn send_buffer_size(mut self, bytes: u32) -> MockConfig {
         self.send_buffer_size = Some(bytes);
+        self
+    }
+
+    /// Keeps at most `n` request records (see
+    /// [`max_records`](#structfield.max_records)).
+    pub fn max_records(mut self, n: usize) -> MockConfig {
+        self.max_records = n;
         self
     }
 
@@ -314,6 +325,7 @@ struct Shared {
     script: Mutex<VecDeque<Behaviour>>,
     requests: Mutex<Vec<RequestRecord>>,
     request_count: watch::Sender<usize>,
+    max_records: usize,
     conns: Mutex<Vec<Arc<ConnState>>>,
     conn_count: watch::Sender<usize>,
     serial: AtomicU64,
@@ -389,6 +401,7 @@ impl MockServer {
             script: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             request_count: watch::Sender::new(0),
+            max_records: config.max_records,
             conns: Mutex::new(Vec::new()),
             conn_count: watch::Sender::new(0),
             serial: AtomicU64::new(0),
@@ -430,12 +443,14 @@ impl MockServer {
         *lock(&self.shared.default) = behaviour;
     }
 
-    /// Every request received so far, in arrival order.
+    /// Every request received so far, in arrival order (the first
+    /// [`MockConfig::max_records`](MockConfig#structfield.max_records)).
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.shared.requests).clone()
     }
 
-    /// How many requests have arrived for `path` (e.g. `/v1/messages`).
+    /// How many requests have arrived for `path` (e.g. `/v1/messages`),
+    /// among those recorded.
     pub fn request_count(&self, path: &str) -> usize {
         lock(&self.shared.requests)
             .iter()
@@ -722,7 +737,8 @@ async fn handle(
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     {
         let mut records = lock(&shared.requests);
-        records.push(RequestRecord {
+        let keep = records.len() < shared.max_records;
+        let record = keep.then(|| RequestRecord {
             connection: conn.id,
             at: Instant::now(),
             method: parts.method.to_string(),
@@ -731,7 +747,8 @@ async fn handle(
             body: json.clone(),
             key_ok,
         });
-        shared.request_count.send_replace(records.len());
+        records.extend(record);
+        shared.request_count.send_modify(|n| *n += 1);
     }
 
     if too_large {
