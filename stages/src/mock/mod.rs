@@ -812,7 +812,7 @@ async fn handle(
     let mut parsed = ParsedRequest::from_json(api, &json).with_path(api, &path);
     let (limit_headers, mut settle) = match admit(&shared, api, presented, &mut parsed) {
         Ok(admitted) => admitted,
-        Err(refused) => return Ok(refused),
+        Err(refused) => return Ok(error_answer(&refused)),
     };
     shared.counters.served.fetch_add(1, Ordering::Relaxed);
     let serial = shared.serial.fetch_add(1, Ordering::Relaxed);
@@ -895,7 +895,7 @@ fn admit(
     api: Api,
     key: Option<&str>,
     parsed: &mut ParsedRequest,
-) -> Result<Admitted, Response<Body>> {
+) -> Result<Admitted, ErrorSpec> {
     let Some(state) = &shared.limits else {
         return Ok((Vec::new(), None));
     };
@@ -913,9 +913,10 @@ fn admit(
         let readings = limiter.readings(now);
         drop(buckets);
         shared.counters.overloaded.fetch_add(1, Ordering::Relaxed);
-        let mut resp = error_answer(&limits::overloaded_answer(api));
-        append_headers(&mut resp, &limits::headers(family, &readings, wall));
-        return Err(resp);
+        let mut spec = limits::overloaded_answer(api);
+        spec.headers
+            .extend(limits::headers(family, &readings, wall));
+        return Err(spec);
     }
     match limiter.admit(cost, now) {
         Ok(readings) => {
@@ -937,8 +938,13 @@ fn admit(
             drop(buckets);
             shared.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
             let model = parsed.model.as_deref().unwrap_or("mock-model");
-            let spec = limits::refusal_answer(api, model, &refusal, &state.limits, wall);
-            Err(error_answer(&spec))
+            Err(limits::refusal_answer(
+                api,
+                model,
+                &refusal,
+                &state.limits,
+                wall,
+            ))
         }
     }
 }
