@@ -482,6 +482,32 @@ async fn the_counters_see_concurrent_streams() {
 }
 
 #[tokio::test]
+async fn a_refused_request_leaves_the_script_alone() {
+    use demandflow_stages::mock::ErrorSpec;
+    let limits = RateLimits::per_minute(30, 1_000_000).burst(Duration::from_secs(2));
+    let server = start(limits, GenerateSpec::tokens(2)).await;
+    let body = Api::Chat.body("hi", 2);
+    server.script([Behaviour::Error(ErrorSpec::openai(
+        500,
+        "server_error",
+        None,
+        "boom",
+    ))]);
+    let first = send(&server, Api::Chat, "k", &body).await;
+    assert_eq!(first.status, 500);
+    check_headers(Api::Chat, &first, 30, 1_000_000).expect("scripted errors carry them too");
+    server.script([Behaviour::Error(ErrorSpec::status(418))]);
+    let refused = send(&server, Api::Chat, "k", &body).await;
+    assert_eq!(refused.status, 429);
+    tokio::time::sleep(refused.retry_after()).await;
+    assert_eq!(
+        send(&server, Api::Chat, "k", &body).await.status,
+        418,
+        "the script's entry waited"
+    );
+}
+
+#[tokio::test]
 async fn a_load_run_can_keep_only_the_first_records() {
     let server = MockServer::start(MockConfig::default().max_records(2))
         .await

@@ -792,9 +792,9 @@ async fn handle(
         };
         return Ok(error_answer(&resp));
     }
-    let behaviour = match parts.headers.get(BEHAVIOUR_HEADER) {
+    let chosen = match parts.headers.get(BEHAVIOUR_HEADER) {
         Some(v) => match serde_json::from_slice::<Behaviour>(v.as_bytes()) {
-            Ok(b) => b,
+            Ok(b) => Some(b),
             Err(e) => {
                 return Ok(error_response(
                     Some(api),
@@ -804,16 +804,18 @@ async fn handle(
                 ));
             }
         },
-        None => {
-            let next = lock(&shared.script).pop_front();
-            next.unwrap_or_else(|| lock(&shared.default).clone())
-        }
+        None => None,
     };
     let mut parsed = ParsedRequest::from_json(api, &json).with_path(api, &path);
     let (limit_headers, mut settle) = match admit(&shared, api, presented, &mut parsed) {
         Ok(admitted) => admitted,
         Err(refused) => return Ok(error_answer(&refused)),
     };
+    // Only an admitted request takes the script's next entry.
+    let behaviour = chosen.unwrap_or_else(|| {
+        let next = lock(&shared.script).pop_front();
+        next.unwrap_or_else(|| lock(&shared.default).clone())
+    });
     shared.counters.served.fetch_add(1, Ordering::Relaxed);
     let serial = shared.serial.fetch_add(1, Ordering::Relaxed);
     let mut resp = match behaviour {
