@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::request::ParsedRequest;
 use crate::provider::Api;
 
 /// How the mock answers one request.
@@ -72,6 +73,11 @@ pub struct GenerateSpec {
     /// A fault to inject.
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// Say exactly the request's max tokens when it names them (`tokens`
+    /// only when it does not), so the usage reported is the output charged
+    /// by the rate limits ([`RateLimits`](crate::mock::RateLimits)).
+    #[serde(default)]
+    pub fill_max_tokens: bool,
 }
 
 impl GenerateSpec {
@@ -80,6 +86,22 @@ impl GenerateSpec {
         GenerateSpec {
             tokens: Some(n),
             ..GenerateSpec::default()
+        }
+    }
+
+    /// Answers with the request's max tokens when it names them (see
+    /// [`GenerateSpec::fill_max_tokens`](#structfield.fill_max_tokens)).
+    pub fn fill_max_tokens(mut self) -> GenerateSpec {
+        self.fill_max_tokens = true;
+        self
+    }
+
+    /// The tokens to generate for `req`.
+    pub(crate) fn wanted_tokens(&self, req: &ParsedRequest) -> Option<u64> {
+        if self.fill_max_tokens {
+            req.max_tokens.or(self.tokens)
+        } else {
+            self.tokens
         }
     }
 

@@ -125,7 +125,9 @@ impl Generator {
             id: String::new(),
             item_id: format!("msg_mock_{serial}"),
             words,
-            input_tokens: 8 + req.prompt.split_whitespace().count() as u64,
+            input_tokens: req
+                .charged_input
+                .unwrap_or(8 + req.prompt.split_whitespace().count() as u64),
             // A tool call replaces the text (and is not cut by the limit).
             to_emit: if req.tool.is_some() {
                 0
@@ -175,6 +177,11 @@ impl Generator {
     /// Output tokens: text plus reasoning.
     fn output_tokens(&self) -> u64 {
         self.emitted + self.reasoning_tokens
+    }
+
+    /// The output tokens the finished answer reports.
+    pub(crate) fn output_tokens_planned(&self) -> u64 {
+        self.to_emit + self.reasoning_tokens
     }
 
     fn response_object(&self, status: &str, with_output: bool) -> Value {
@@ -597,15 +604,20 @@ fn gemini_data(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\r\n\r\n"))
 }
 
-/// A non-streaming JSON answer (`stream: false`), in the API's shape.
-pub(crate) fn non_streaming_body(api: Api, req: &ParsedRequest, wanted: Option<u64>) -> Value {
+/// A non-streaming JSON answer (`stream: false`), in the API's shape, and
+/// the output tokens it reports.
+pub(crate) fn non_streaming_body(
+    api: Api,
+    req: &ParsedRequest,
+    wanted: Option<u64>,
+) -> (Value, u64) {
     let mut g = Generator::new(api, req, wanted, false, 0);
     let mut text = String::new();
     for i in 0..g.to_emit {
         text.push_str(&g.token(i));
     }
     g.emitted = g.to_emit;
-    match api {
+    let body = match api {
         Api::OpenAiResponses => {
             g.text = text;
             let status = if g.hit_limit {
@@ -639,5 +651,6 @@ pub(crate) fn non_streaming_body(api: Api, req: &ParsedRequest, wanted: Option<u
             "stop_sequence": null,
             "usage": {"input_tokens": g.input_tokens, "output_tokens": g.emitted}
         }),
-    }
+    };
+    (body, g.emitted)
 }

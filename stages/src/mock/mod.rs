@@ -30,6 +30,7 @@
 
 mod behaviour;
 mod generate;
+mod limits;
 mod request;
 
 use std::collections::VecDeque;
@@ -40,7 +41,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
@@ -59,9 +60,11 @@ use tokio_util::sync::CancellationToken;
 pub use behaviour::{
     Behaviour, ErrorSpec, Fault, GenerateSpec, Pace, ReplaySpec, TextSource, Transcript,
 };
+pub use limits::{ParseRateLimitsError, RateLimits, DEFAULT_MAX_TOKENS};
 
 use crate::provider::Api;
 use generate::Generator;
+use limits::{Buckets, Cost, Family};
 use request::{api_for_path, ParsedRequest};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -98,6 +101,12 @@ pub struct MockConfig {
     pub max_request_bytes: usize,
     /// Where to listen (default `127.0.0.1:0`: loopback, a free port).
     pub addr: SocketAddr,
+    /// Enforce these limits, with the providers' rate-limit headers on
+    /// every answer and 429s beyond them (`None`: unlimited, no headers).
+    pub rate_limits: Option<RateLimits>,
+    /// Keep at most this many [`RequestRecord`]s (the first ones), so a
+    /// long load run does not hold every request body; counts go on.
+    pub max_records: usize,
 }
 
 impl Default for MockConfig {
@@ -108,6 +117,8 @@ impl Default for MockConfig {
             send_buffer_size: None,
             max_request_bytes: 4 * 1024 * 1024,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rate_limits: None,
+            max_records: usize::MAX,
         }
     }
 }
@@ -135,6 +146,102 @@ impl MockConfig {
     pub fn send_buffer_size(mut self, bytes: u32) -> MockConfig {
         self.send_buffer_size = Some(bytes);
         self
+    }
+
+    /// Keeps at most `n` request records (see
+    /// [`max_records`](#structfield.max_records)).
+    pub fn max_records(mut self, n: usize) -> MockConfig {
+        self.max_records = n;
+        self
+    }
+
+    /// Enforces `limits` (see [`RateLimits`] for the model).
+    pub fn rate_limits(mut self, limits: RateLimits) -> MockConfig {
+        self.rate_limits = Some(limits);
+        self
+    }
+}
+
+/// Load counters of a [`MockServer`] ([`MockServer::stats`]), for tests
+/// and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct MockStats {
+    /// Requests that reached their behaviour (not refused by a limit, an
+    /// overload, a bad key or a bad request).
+    pub served: u64,
+    /// Requests answered 429 by the rate limits.
+    pub rate_limited: u64,
+    /// Requests answered with the overload error
+    /// ([`RateLimits::overload_every`]).
+    pub overloaded: u64,
+    /// Streamed bodies being written now.
+    pub active_streams: u64,
+    /// The most streamed bodies written at once.
+    pub peak_streams: u64,
+    /// Tokens (input + output) charged to the buckets, before refunds.
+    pub tokens_charged: u64,
+    /// Unused output tokens given back at the end of answers (Anthropic).
+    pub tokens_refunded: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    served: AtomicU64,
+    rate_limited: AtomicU64,
+    overloaded: AtomicU64,
+    active_streams: AtomicU64,
+    peak_streams: AtomicU64,
+    tokens_charged: AtomicU64,
+    tokens_refunded: AtomicU64,
+}
+
+#[derive(Debug)]
+struct LimitState {
+    limits: RateLimits,
+    buckets: Mutex<Buckets>,
+    /// Requests that reached the limits, to pick every `n`th to overload.
+    arrivals: AtomicU64,
+}
+
+/// What an admitted request owes back when its answer ends: Anthropic
+/// refunds output tokens charged but not generated.
+#[derive(Debug)]
+struct Settle {
+    family: Family,
+    key: String,
+    charged_output: u64,
+    used_output: u64,
+}
+
+/// Held by a streamed body's writer: counts it as active, and settles its
+/// charge when the body ends (however it ends).
+struct StreamGuard {
+    shared: Arc<Shared>,
+    settle: Option<Settle>,
+}
+
+impl StreamGuard {
+    fn new(shared: &Arc<Shared>, settle: Option<Settle>) -> StreamGuard {
+        let c = &shared.counters;
+        let now = c.active_streams.fetch_add(1, Ordering::Relaxed) + 1;
+        c.peak_streams.fetch_max(now, Ordering::Relaxed);
+        StreamGuard {
+            shared: shared.clone(),
+            settle,
+        }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.shared
+            .counters
+            .active_streams
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Some(s) = self.settle.take() {
+            self.shared.settle(s);
+        }
     }
 }
 
@@ -218,10 +325,28 @@ struct Shared {
     script: Mutex<VecDeque<Behaviour>>,
     requests: Mutex<Vec<RequestRecord>>,
     request_count: watch::Sender<usize>,
+    max_records: usize,
     conns: Mutex<Vec<Arc<ConnState>>>,
     conn_count: watch::Sender<usize>,
     serial: AtomicU64,
     shutdown: CancellationToken,
+    limits: Option<LimitState>,
+    counters: Counters,
+}
+
+impl Shared {
+    fn settle(&self, s: Settle) {
+        let Some(state) = &self.limits else { return };
+        let now = Instant::now().into_std();
+        let refunded = lock(&state.buckets).limiter(s.family, &s.key, now).settle(
+            s.charged_output,
+            s.used_output,
+            now,
+        );
+        self.counters
+            .tokens_refunded
+            .fetch_add(refunded, Ordering::Relaxed);
+    }
 }
 
 /// A poisoned lock only means a test thread panicked while holding it; the
@@ -276,10 +401,17 @@ impl MockServer {
             script: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             request_count: watch::Sender::new(0),
+            max_records: config.max_records,
             conns: Mutex::new(Vec::new()),
             conn_count: watch::Sender::new(0),
             serial: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
+            limits: config.rate_limits.map(|limits| LimitState {
+                buckets: Mutex::new(Buckets::new(limits.clone())),
+                limits,
+                arrivals: AtomicU64::new(0),
+            }),
+            counters: Counters::default(),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(MockServer {
@@ -311,12 +443,14 @@ impl MockServer {
         *lock(&self.shared.default) = behaviour;
     }
 
-    /// Every request received so far, in arrival order.
+    /// Every request received so far, in arrival order (the first
+    /// [`MockConfig::max_records`](MockConfig#structfield.max_records)).
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.shared.requests).clone()
     }
 
-    /// How many requests have arrived for `path` (e.g. `/v1/messages`).
+    /// How many requests have arrived for `path` (e.g. `/v1/messages`),
+    /// among those recorded.
     pub fn request_count(&self, path: &str) -> usize {
         lock(&self.shared.requests)
             .iter()
@@ -327,6 +461,21 @@ impl MockServer {
     /// How many requests have arrived in all.
     pub fn total_requests(&self) -> usize {
         *self.shared.request_count.borrow()
+    }
+
+    /// The load counters so far.
+    pub fn stats(&self) -> MockStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MockStats {
+            served: get(&c.served),
+            rate_limited: get(&c.rate_limited),
+            overloaded: get(&c.overloaded),
+            active_streams: get(&c.active_streams),
+            peak_streams: get(&c.peak_streams),
+            tokens_charged: get(&c.tokens_charged),
+            tokens_refunded: get(&c.tokens_refunded),
+        }
     }
 
     /// Every connection accepted so far.
@@ -579,14 +728,8 @@ async fn handle(
             (name, value)
         })
         .collect();
-    let key_ok = shared.api_key.as_deref().map(|key| {
-        let h = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
-        match api {
-            Some(Api::AnthropicMessages) => h("x-api-key") == Some(key),
-            Some(Api::Gemini) => h("x-goog-api-key") == Some(key),
-            _ => h("authorization").and_then(|v| v.strip_prefix("Bearer ")) == Some(key),
-        }
-    });
+    let presented = presented_key(api, &parts.headers);
+    let key_ok = shared.api_key.as_deref().map(|key| presented == Some(key));
     let (body, too_large) = match Limited::new(body, shared.max_request_bytes).collect().await {
         Ok(b) => (b.to_bytes(), false),
         Err(_) => (Bytes::new(), true),
@@ -594,7 +737,8 @@ async fn handle(
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     {
         let mut records = lock(&shared.requests);
-        records.push(RequestRecord {
+        let keep = records.len() < shared.max_records;
+        let record = keep.then(|| RequestRecord {
             connection: conn.id,
             at: Instant::now(),
             method: parts.method.to_string(),
@@ -603,7 +747,8 @@ async fn handle(
             body: json.clone(),
             key_ok,
         });
-        shared.request_count.send_replace(records.len());
+        records.extend(record);
+        shared.request_count.send_modify(|n| *n += 1);
     }
 
     if too_large {
@@ -647,9 +792,9 @@ async fn handle(
         };
         return Ok(error_answer(&resp));
     }
-    let behaviour = match parts.headers.get(BEHAVIOUR_HEADER) {
+    let chosen = match parts.headers.get(BEHAVIOUR_HEADER) {
         Some(v) => match serde_json::from_slice::<Behaviour>(v.as_bytes()) {
-            Ok(b) => b,
+            Ok(b) => Some(b),
             Err(e) => {
                 return Ok(error_response(
                     Some(api),
@@ -659,23 +804,49 @@ async fn handle(
                 ));
             }
         },
-        None => {
-            let next = lock(&shared.script).pop_front();
-            next.unwrap_or_else(|| lock(&shared.default).clone())
-        }
+        None => None,
     };
-    let parsed = ParsedRequest::from_json(api, &json).with_path(api, &path);
+    let mut parsed = ParsedRequest::from_json(api, &json).with_path(api, &path);
+    let (limit_headers, mut settle) = match admit(&shared, api, presented, &mut parsed) {
+        Ok(admitted) => admitted,
+        Err(refused) => return Ok(error_answer(&refused)),
+    };
+    // Only an admitted request takes the script's next entry.
+    let behaviour = chosen.unwrap_or_else(|| {
+        let next = lock(&shared.script).pop_front();
+        next.unwrap_or_else(|| lock(&shared.default).clone())
+    });
+    shared.counters.served.fetch_add(1, Ordering::Relaxed);
     let serial = shared.serial.fetch_add(1, Ordering::Relaxed);
-    Ok(match behaviour {
-        Behaviour::Error(spec) => error_answer(&spec),
+    let mut resp = match behaviour {
+        Behaviour::Error(spec) => {
+            if let Some(s) = settle.take() {
+                shared.settle(Settle {
+                    used_output: 0,
+                    ..s
+                });
+            }
+            error_answer(&spec)
+        }
         Behaviour::Generate(spec) if !parsed.stream => {
-            let v = generate::non_streaming_body(api, &parsed, spec.tokens);
+            let wanted = spec.wanted_tokens(&parsed);
+            let (v, used) = generate::non_streaming_body(api, &parsed, wanted);
+            if let Some(s) = settle.take() {
+                shared.settle(Settle {
+                    used_output: used,
+                    ..s
+                });
+            }
             full(StatusCode::OK, "application/json", v.to_string())
         }
         Behaviour::Generate(spec) => {
             let echo = spec.text == TextSource::EchoPrompt;
-            let source = Generator::new(api, &parsed, spec.tokens, echo, serial);
-            stream_answer(api, source, spec.pace, spec.fault, conn, &shared)
+            let wanted = spec.wanted_tokens(&parsed);
+            let source = Generator::new(api, &parsed, wanted, echo, serial);
+            if let Some(s) = settle.as_mut() {
+                s.used_output = source.output_tokens_planned();
+            }
+            stream_answer(api, source, spec.pace, spec.fault, conn, &shared, settle)
         }
         Behaviour::Replay(spec) => {
             let bytes = match &spec.transcript {
@@ -696,9 +867,99 @@ async fn handle(
             let chunks = (0..bytes.len())
                 .step_by(chunk)
                 .map(move |i| bytes.slice(i..(i + chunk).min(bytes.len())));
-            stream_answer(api, chunks, spec.pace, spec.fault, conn, &shared)
+            // A transcript's usage is not read: the charge stands.
+            stream_answer(api, chunks, spec.pace, spec.fault, conn, &shared, settle)
         }
-    })
+    };
+    append_headers(&mut resp, &limit_headers);
+    Ok(resp)
+}
+
+/// The key a request presents: `x-api-key` (Anthropic), `x-goog-api-key`
+/// (Gemini), else `Authorization: Bearer`.
+fn presented_key(api: Option<Api>, headers: &hyper::HeaderMap) -> Option<&str> {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    match api {
+        Some(Api::AnthropicMessages) => h("x-api-key"),
+        Some(Api::Gemini) => h("x-goog-api-key"),
+        _ => h("authorization").and_then(|v| v.strip_prefix("Bearer ")),
+    }
+}
+
+type Admitted = (Vec<(String, String)>, Option<Settle>);
+
+/// The rate-limit step: `Ok` with the headers to send and the charge to
+/// settle (nothing when no limits are set), or the overload or 429 answer.
+/// Sets the request's input usage to the estimate charged, so the usage
+/// the answer reports is what the buckets were charged.
+fn admit(
+    shared: &Shared,
+    api: Api,
+    key: Option<&str>,
+    parsed: &mut ParsedRequest,
+) -> Result<Admitted, ErrorSpec> {
+    let Some(state) = &shared.limits else {
+        return Ok((Vec::new(), None));
+    };
+    let family = Family::of(api);
+    let key = key.unwrap_or_default();
+    let (now, wall) = (Instant::now().into_std(), SystemTime::now());
+    let nth = state.arrivals.fetch_add(1, Ordering::Relaxed) + 1;
+    let cost = Cost {
+        input: limits::estimate_input_tokens(&parsed.prompt),
+        output: parsed.max_tokens.unwrap_or(state.limits.default_max_tokens),
+    };
+    let mut buckets = lock(&state.buckets);
+    let limiter = buckets.limiter(family, key, now);
+    if state.limits.overload_every.is_some_and(|n| nth % n == 0) {
+        let readings = limiter.readings(now);
+        drop(buckets);
+        shared.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+        let mut spec = limits::overloaded_answer(api);
+        spec.headers
+            .extend(limits::headers(family, &readings, wall));
+        return Err(spec);
+    }
+    match limiter.admit(cost, now) {
+        Ok(readings) => {
+            drop(buckets);
+            shared
+                .counters
+                .tokens_charged
+                .fetch_add(cost.input + cost.output, Ordering::Relaxed);
+            parsed.charged_input = Some(cost.input);
+            let settle = Settle {
+                family,
+                key: key.to_owned(),
+                charged_output: cost.output,
+                used_output: cost.output,
+            };
+            Ok((limits::headers(family, &readings, wall), Some(settle)))
+        }
+        Err(refusal) => {
+            drop(buckets);
+            shared.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let model = parsed.model.as_deref().unwrap_or("mock-model");
+            Err(limits::refusal_answer(
+                api,
+                model,
+                &refusal,
+                &state.limits,
+                wall,
+            ))
+        }
+    }
+}
+
+fn append_headers(resp: &mut Response<Body>, headers: &[(String, String)]) {
+    for (k, v) in headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().append(name, value);
+        }
+    }
 }
 
 fn error_answer(spec: &ErrorSpec) -> Response<Body> {
@@ -710,14 +971,7 @@ fn error_answer(spec: &ErrorSpec) -> Response<Body> {
         "text/plain"
     };
     let mut resp = full(status, ct, body);
-    for (k, v) in &spec.headers {
-        if let (Ok(name), Ok(value)) = (
-            hyper::header::HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            resp.headers_mut().append(name, value);
-        }
-    }
+    append_headers(&mut resp, &spec.headers);
     resp
 }
 
@@ -729,13 +983,18 @@ fn stream_answer(
     pace: Pace,
     fault: Option<Fault>,
     conn: Arc<ConnState>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
+    settle: Option<Settle>,
 ) -> Response<Body> {
     // One frame of slack: when the client stops reading, hyper stops polling
     // the body, this channel fills and the writer's `send` waits.
     let (tx, mut rx) = mpsc::channel::<FrameResult>(1);
     let stop = shared.shutdown.child_token();
-    tokio::spawn(write_body(api, tx, source, pace, fault, conn, stop));
+    let guard = StreamGuard::new(shared, settle);
+    tokio::spawn(async move {
+        write_body(api, tx, source, pace, fault, conn, stop).await;
+        drop(guard);
+    });
     let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     let h = resp.headers_mut();

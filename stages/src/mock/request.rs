@@ -41,6 +41,9 @@ pub(crate) struct ParsedRequest {
     /// Responses `reasoning`, Chat `reasoning_effort`, Gemini
     /// `thinkingConfig.includeThoughts`).
     pub(crate) reasoning: bool,
+    /// The input tokens the rate limits charged, reported as the answer's
+    /// input usage instead of the word-count estimate.
+    pub(crate) charged_input: Option<u64>,
 }
 
 /// A tool call the mock makes up: the tool's name and placeholder
@@ -115,6 +118,7 @@ impl ParsedRequest {
             tool,
             tool_result,
             reasoning,
+            charged_input: None,
             model: v.get("model").and_then(Value::as_str).map(str::to_owned),
             stream: v.get("stream").and_then(Value::as_bool).unwrap_or(false),
             max_tokens,
