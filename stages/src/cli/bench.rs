@@ -1,9 +1,10 @@
 //! `demandflow bench`: throughput of the standard shapes, each beside a
 //! hand-written tokio baseline of the same shape measured in the same run
 //! (the shapes live in `bench/shapes.rs`, shared with the criterion bench
-//! `stages/benches/pipeline_throughput.rs`), plus the memory check `chain3-slow`; with `--latency`, the
-//! per-event latency of a paced producer → map → consumer chain beside three
-//! tokio tasks joined by `mpsc` channels.
+//! `stages/benches/pipeline_throughput.rs`), plus the memory check
+//! `chain3-slow`; with `--latency`, the per-event latency of a paced
+//! producer → map → consumer chain beside three tokio tasks joined by `mpsc`
+//! channels.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;

@@ -39,8 +39,11 @@ enum Mode {
 #[derive(Debug)]
 pub(crate) struct Screen {
     mode: Mode,
-    /// Text since the last newline, as shown on screen.
+    /// Text since the last newline, as shown on screen (tracked on a
+    /// shared terminal only).
     partial: String,
+    /// The text so far does not end with a newline.
+    open_line: bool,
     status: String,
     /// Whether the status line is on screen.
     drawn: bool,
@@ -69,6 +72,7 @@ impl Screen {
         Screen {
             mode,
             partial: String::new(),
+            open_line: false,
             status: String::new(),
             drawn: false,
             columns: columns.saturating_sub(1).max(10),
@@ -78,45 +82,51 @@ impl Screen {
     /// Prints a piece of text on stdout, as it arrives; returns `false`
     /// once stdout is closed.
     pub(crate) fn text(&mut self, piece: &str) -> bool {
-        if self.mode != Mode::Shared || !self.drawn {
-            let mut ok = output::out_bytes(piece.as_bytes());
-            self.track(piece);
-            if self.mode == Mode::Shared && self.partial_full() {
-                ok &= output::out_bytes(b"\n");
-                self.partial.clear();
-            }
-            return ok;
+        if !piece.is_empty() {
+            self.open_line = !piece.ends_with('\n');
+        }
+        if self.mode != Mode::Shared {
+            return output::out_bytes(piece.as_bytes());
+        }
+        if !self.drawn {
+            let shown = self.layout(piece);
+            return output::out_bytes(shown.as_bytes());
         }
         // Clear the status row, go up to the text row, rewrite it with the
         // new piece, then draw the status row again below it.
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(b"\r\x1b[K\x1b[1A\r");
         let _ = err.flush();
-        let mut shown = std::mem::take(&mut self.partial);
-        shown.push_str(piece);
-        self.track(&shown);
-        if self.partial_full() {
-            shown.push('\n');
-            self.partial.clear();
-        }
+        let mut shown = self.partial.clone();
+        shown.push_str(&self.layout(piece));
         let ok = output::out_bytes(shown.as_bytes());
         let _ = write!(err, "\x1b[K\n{}\x1b[K", self.status);
         let _ = err.flush();
         ok
     }
 
-    fn partial_full(&self) -> bool {
-        self.partial.chars().count() >= self.columns.min(MAX_PARTIAL)
-    }
-
-    fn track(&mut self, piece: &str) {
-        match piece.rfind('\n') {
-            Some(i) => {
+    /// `piece` with a newline wherever the text row would reach the usable
+    /// width (so no row ever wraps on screen); updates the partial row.
+    fn layout(&mut self, piece: &str) -> String {
+        let limit = self.columns.min(MAX_PARTIAL);
+        let mut shown = String::with_capacity(piece.len() + 2);
+        let mut len = self.partial.chars().count();
+        for c in piece.chars() {
+            if c == '\n' {
                 self.partial.clear();
-                self.partial.push_str(&piece[i + 1..]);
+                len = 0;
+            } else if len >= limit {
+                shown.push('\n');
+                self.partial.clear();
+                len = 0;
             }
-            None => self.partial.push_str(piece),
+            shown.push(c);
+            if c != '\n' {
+                self.partial.push(c);
+                len += 1;
+            }
         }
+        shown
     }
 
     /// Replaces the status line (not shown when stderr is not a terminal).
@@ -157,10 +167,11 @@ impl Screen {
             _ => {}
         }
         self.drawn = false;
-        if !self.partial.is_empty() {
+        if self.open_line {
             output::out_bytes(b"\n");
         }
         self.partial.clear();
+        self.open_line = false;
         if self.mode == Mode::Plain {
             errln!("{last}");
         }
@@ -194,11 +205,23 @@ mod tests {
 
     #[test]
     fn shared_text_rows_break_before_the_terminal_width() {
-        let mut s = Screen::new(Mode::Shared, 41);
-        s.track(&"x".repeat(39));
-        assert!(!s.partial_full());
-        s.track("x");
-        assert!(s.partial_full(), "40 of 40 usable columns");
+        let mut s = Screen::new(Mode::Shared, 11);
+        let mut shown = String::new();
+        for piece in [
+            "lorem ",
+            "ipsum dolor",
+            " sit\namet ",
+            "consectetur adipiscing",
+        ] {
+            shown.push_str(&s.layout(piece));
+        }
+        // Only newlines were added, and no row is wider than 10 columns.
+        assert_eq!(
+            shown.replace('\n', ""),
+            "lorem ipsum dolor sitamet consectetur adipiscing"
+        );
+        assert!(shown.lines().all(|l| l.chars().count() <= 10), "{shown:?}");
+        assert_eq!(s.partial, shown.lines().last().unwrap());
         let wide = Screen::new(Mode::Shared, 300);
         assert_eq!(wide.columns.min(MAX_PARTIAL), MAX_PARTIAL);
     }
