@@ -18,80 +18,32 @@
 //! (`{type:"call",index,id,name}` or `{type:"result",index,tool_use_id,kind}`)
 //! and `citations` (their number).
 //!
-//! Exit status: 0 when the transcript was replayed (whatever the stream's
-//! outcome); 2 with a one-line message on stderr for a usage error (missing
-//! or unreadable file, unknown api, bad flag, `--chunk 0`); 1 when the
-//! transcript cannot be decoded (oversized event, invalid JSON), after
-//! printing the events decoded so far, a `decode_error` event, a failed
-//! `done` and the summary, so the output always ends with one terminal event.
+//! Exit status (the command line is the binary's; this module reads a file):
+//!
+//! * 0: the transcript was replayed, whatever the stream's outcome. One that
+//!   decodes but ends without a terminal event (a cut recording) is replayed
+//!   as `truncated`, exit 0, with a one-line note on stderr.
+//! * 1, after the output: the transcript cannot be decoded (oversized event,
+//!   invalid JSON; the events decoded so far, a `decode_error` event, a failed
+//!   `done` and the summary are printed, so the output always ends with one
+//!   terminal event); nothing in it decodes as the named API (an empty file,
+//!   random bytes, a transcript of another API), with a warning naming the
+//!   API it does decode as, if any; or it ends without a terminal event while
+//!   it decodes to a complete stream as another API (a warning names it).
+//! * 2: the file cannot be read.
+//!
+//! A closed stdout ends the replay quietly with 0.
 
 use std::io::Write;
+use std::num::NonZeroUsize;
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::provider::{Api, FinalMessage, MessageBuilder, ProviderDecoder, ProviderEvent, Usage};
-
-const USAGE: &str =
-    "usage: demandflow replay --api openai-responses|openai-chat|anthropic-messages|gemini [--chunk N] FILE";
-
-/// Parsed command line of `replay`.
-#[derive(Debug, PartialEq, Eq)]
-struct Args {
-    api: Api,
-    chunk: Option<usize>,
-    file: String,
-}
-
-fn parse_args(args: &[String]) -> Result<Args, String> {
-    let mut api = None;
-    let mut chunk = None;
-    let mut file = None;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        // Both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if arg.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| iter.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag {
-            "--api" => {
-                let name = value("--api")?;
-                api = Some(name.parse::<Api>().map_err(|e| e.to_string())?);
-            }
-            "--chunk" => {
-                let text = value("--chunk")?;
-                let n: usize = text.parse().map_err(|_| {
-                    format!("--chunk expects a positive number of bytes, got `{text}`")
-                })?;
-                if n == 0 {
-                    return Err("--chunk must be at least 1".to_owned());
-                }
-                chunk = Some(n);
-            }
-            "-h" | "--help" => return Err(USAGE.to_owned()),
-            _ if flag.starts_with('-') && flag.len() > 1 => {
-                return Err(format!("unknown flag `{arg}`"));
-            }
-            _ => {
-                if file.replace(arg.clone()).is_some() {
-                    return Err(format!(
-                        "unexpected argument `{arg}`: only one FILE is replayed"
-                    ));
-                }
-            }
-        }
-    }
-    let api = api.ok_or("missing --api openai-responses|openai-chat|anthropic-messages|gemini")?;
-    let file = file.ok_or("missing FILE")?;
-    Ok(Args { api, chunk, file })
-}
+use crate::provider::{
+    Api, FinalMessage, MessageBuilder, ProviderDecoder, ProviderEvent, Status, Usage,
+};
 
 /// The last line of the output.
 #[derive(Serialize)]
@@ -169,58 +121,141 @@ impl Totals {
     }
 }
 
-/// Runs `demandflow replay` with `args` (without the program name and the
-/// word `replay`); returns the process exit status.
+/// Replays the transcript `file` as `api`, fed to the decoder in pieces of
+/// `chunk` bytes (all at once when `None`); writes the event lines and the
+/// summary to `stdout`, warnings to `stderr`; returns the process exit
+/// status (see the module documentation).
 ///
 /// ```no_run
-/// let args = ["--api", "openai-chat", "--chunk", "7", "transcript.sse"].map(String::from);
-/// let code = demandflow_stages::replay::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
+/// use demandflow_stages::provider::Api;
+/// let code = demandflow_stages::replay::run_file(
+///     Api::OpenAiChat,
+///     std::num::NonZeroUsize::new(7),
+///     std::path::Path::new("transcript.sse"),
+///     &mut std::io::stdout(),
+///     &mut std::io::stderr(),
+/// );
 /// std::process::exit(code);
 /// ```
-pub fn run(args: &[String], stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
-    let args = match parse_args(args) {
-        Ok(args) => args,
-        Err(message) => {
-            let _ = writeln!(stderr, "demandflow replay: {message}");
-            return 2;
-        }
-    };
-    let body = match std::fs::read(&args.file) {
+pub fn run_file(
+    api: Api,
+    chunk: Option<NonZeroUsize>,
+    file: &Path,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> i32 {
+    let shown = file.display();
+    let body = match std::fs::read(file) {
         Ok(body) => body,
         Err(err) => {
-            let _ = writeln!(
-                stderr,
-                "demandflow replay: cannot read {}: {err}",
-                args.file
-            );
+            let _ = writeln!(stderr, "demandflow replay: cannot read {shown}: {err}");
             return 2;
         }
     };
-    match replay(args.api, &body, args.chunk, stdout) {
-        Ok(None) => 0,
-        Ok(Some(decode_error)) => {
-            let _ = writeln!(stderr, "demandflow replay: {}: {decode_error}", args.file);
-            1
-        }
+    let outcome = match replay(api, &body, chunk, stdout) {
+        Ok(outcome) => outcome,
+        // The reader is gone (`replay ... | head`): it has what it wanted.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return 0,
         Err(err) => {
             let _ = writeln!(stderr, "demandflow replay: cannot write output: {err}");
-            1
+            return 1;
         }
+    };
+    let other = || {
+        Api::ALL
+            .into_iter()
+            .filter(|a| *a != api)
+            .find(|a| completes_as(*a, &body))
+    };
+    if let Some(decode_error) = outcome.failure {
+        let hint = match other() {
+            Some(a) => format!(" (it decodes as {a}: try --api {a})"),
+            None => String::new(),
+        };
+        let _ = writeln!(stderr, "demandflow replay: {shown}: {decode_error}{hint}");
+        return 1;
     }
+    if outcome.decoded == 0 {
+        let what = if body.is_empty() {
+            "the file is empty".to_owned()
+        } else {
+            format!("{} bytes, no {api} event in them", body.len())
+        };
+        let hint = match other() {
+            Some(a) => format!("; it decodes as {a}: try --api {a}"),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            stderr,
+            "demandflow replay: warning: {shown}: nothing decoded ({what}){hint}"
+        );
+        return 1;
+    }
+    if !outcome.terminal {
+        // Events of this API's shape but no ending: a cut recording, or a
+        // transcript of another API whose events partly look like these.
+        if let Some(a) = other() {
+            let _ = writeln!(
+                stderr,
+                "demandflow replay: warning: {shown} is a transcript of {a}, not {api} \
+                 ({} events decoded as {api}, without an ending): try --api {a}",
+                outcome.decoded
+            );
+            return 1;
+        }
+        let _ = writeln!(
+            stderr,
+            "demandflow replay: note: {shown} ends without a terminal event (status truncated)"
+        );
+    }
+    0
 }
 
-/// Replays `body`; returns the decode error, if any, once its terminal
+/// Whether `body` decodes as `api` to a stream that ends with the API's own
+/// terminal event.
+fn completes_as(api: Api, body: &[u8]) -> bool {
+    let mut decoder = ProviderDecoder::new(api);
+    let mut events = Vec::new();
+    if decoder.feed(body, &mut events).is_err() {
+        return false;
+    }
+    if decoder.is_finished() {
+        return true;
+    }
+    // Gemini's stream ends with its body: its ending comes from `finish`.
+    decoder.finish(&mut events).is_ok()
+        && !matches!(
+            events.last(),
+            Some(ProviderEvent::Done {
+                status: Status::Truncated,
+                ..
+            })
+        )
+}
+
+/// What a replay found, besides what it printed.
+struct Outcome {
+    /// Why decoding stopped early.
+    failure: Option<crate::provider::DecodeError>,
+    /// Events decoded from the transcript, not counting the `done` that
+    /// the decoder adds when the transcript ends without one.
+    decoded: usize,
+    /// Whether the transcript ended with the API's own terminal event.
+    terminal: bool,
+}
+
+/// Replays `body`; the decode error, if any, is reported once its terminal
 /// events and the summary are written.
 fn replay(
     api: Api,
     body: &[u8],
-    chunk: Option<usize>,
+    chunk: Option<NonZeroUsize>,
     stdout: &mut dyn Write,
-) -> std::io::Result<Option<crate::provider::DecodeError>> {
+) -> std::io::Result<Outcome> {
     let mut decoder = ProviderDecoder::new(api);
     let mut totals = Totals::default();
     let mut events = Vec::new();
-    let chunk = chunk.unwrap_or(body.len()).max(1);
+    let chunk = chunk.map_or(body.len(), NonZeroUsize::get).max(1);
     let mut failure = None;
     for piece in body.chunks(chunk) {
         let result = decoder.feed(piece, &mut events);
@@ -230,12 +265,23 @@ fn replay(
             break;
         }
     }
+    let mut added_done = false;
     if failure.is_none() {
+        let finished = decoder.is_finished();
         if let Err(err) = decoder.finish(&mut events) {
             failure = Some(err);
         }
+        added_done = !finished
+            && matches!(
+                events.last(),
+                Some(ProviderEvent::Done {
+                    status: Status::Truncated,
+                    stop_reason: None
+                })
+            );
         totals.write(&mut events, stdout)?;
     }
+    let decoded = totals.events - usize::from(added_done);
     if let Some(err) = &failure {
         events.extend(err.to_events());
         totals.write(&mut events, stdout)?;
@@ -247,53 +293,9 @@ fn replay(
     serde_json::to_writer(&mut *stdout, &summary)?;
     stdout.write_all(b"\n")?;
     stdout.flush()?;
-    Ok(failure)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn flags_parse_in_both_forms_and_any_order() {
-        let expected = Args {
-            api: Api::AnthropicMessages,
-            chunk: Some(7),
-            file: "f.sse".to_owned(),
-        };
-        assert_eq!(
-            parse_args(&args(&[
-                "f.sse",
-                "--chunk",
-                "7",
-                "--api",
-                "anthropic-messages"
-            ])),
-            Ok(expected)
-        );
-        let parsed = parse_args(&args(&["--api=openai-chat", "--chunk=3", "x"])).unwrap();
-        assert_eq!((parsed.api, parsed.chunk), (Api::OpenAiChat, Some(3)));
-        let parsed = parse_args(&args(&["--api", "gemini", "x"])).unwrap();
-        assert_eq!(parsed.api, Api::Gemini);
-    }
-
-    #[test]
-    fn bad_command_lines_are_rejected() {
-        for bad in [
-            &["--api", "openai-chat"][..],
-            &["x.sse"],
-            &["--api", "cohere", "x.sse"],
-            &["--api", "openai-chat", "--chunk", "0", "x.sse"],
-            &["--api", "openai-chat", "--chunk", "-3", "x.sse"],
-            &["--api", "openai-chat", "--chunk"],
-            &["--api", "openai-chat", "--fast", "x.sse"],
-            &["--api", "openai-chat", "a.sse", "b.sse"],
-        ] {
-            assert!(parse_args(&args(bad)).is_err(), "{bad:?} accepted");
-        }
-    }
+    Ok(Outcome {
+        failure,
+        decoded,
+        terminal: !added_done,
+    })
 }

@@ -87,12 +87,17 @@ async fn the_mock_prints_its_url_and_serves_a_stream() {
 }
 
 #[test]
-fn bad_flags_exit_2_with_one_line() {
+fn bad_flags_exit_2_with_the_value_and_the_usage() {
     let out = Command::new(env!("CARGO_BIN_EXE_demandflow"))
         .args(["mock", "--behaviour", "dance"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: invalid --behaviour 'dance'"),
+        "{err}"
+    );
+    assert!(err.contains("Usage: demandflow mock"), "{err}");
     assert!(out.stdout.is_empty());
 }

@@ -172,25 +172,44 @@ async fn a_deadline_ends_the_stream_as_deadline_exceeded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_errors_exit_2_with_one_line() {
-    for bad in [
-        &["--base-url", "http://127.0.0.1:1"][..],
-        &["--api", "openai-chat"],
-        &["--api", "cohere", "--base-url", "http://127.0.0.1:1"],
-        &["--api", "openai-chat", "--base-url", "not a url"],
-        &[
-            "--api",
-            "openai-chat",
-            "--base-url",
-            "http://127.0.0.1:1",
-            "--deadline-ms",
-            "soon",
-        ],
+async fn usage_errors_exit_2_echo_what_was_typed_and_show_usage() {
+    for (bad, echo) in [
+        (&["--base-url", "http://127.0.0.1:1"][..], "--api <API>"),
+        (&["--api", "openai-chat"], "--base-url <URL>"),
+        (
+            &["--api", "cohere", "--base-url", "http://127.0.0.1:1"],
+            "'cohere'",
+        ),
+        (
+            &["--api", "openai-chat", "--base-url", "not a url"],
+            "invalid --base-url 'not a url': ",
+        ),
+        (
+            &["--api", "openai-chat", "--base-url", "not-a-url"],
+            "invalid --base-url 'not-a-url': ",
+        ),
+        (
+            &[
+                "--api",
+                "openai-chat",
+                "--base-url",
+                "http://127.0.0.1:1",
+                "--deadline-ms",
+                "soon",
+            ],
+            "'soon'",
+        ),
     ] {
         let out = run(args(bad), vec![]).await;
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(stderr.lines().count(), 1, "{bad:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{bad:?}: {stderr}");
+        assert!(stderr.contains(echo), "{bad:?}: {stderr}");
+        assert!(
+            stderr.contains("Usage: demandflow stream"),
+            "{bad:?}: {stderr}"
+        );
+        assert!(!stderr.contains("<unparsable>"), "{bad:?}: {stderr}");
         assert!(out.stdout.is_empty());
     }
 }

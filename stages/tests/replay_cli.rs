@@ -1,9 +1,14 @@
 //! The `demandflow replay` contract (DESIGN.md §9): one JSON line per
-//! normalised event, then one summary line; usage errors give one line on
-//! stderr and exit status 2.
+//! normalised event, then one summary line; an unreadable file exits 2, a
+//! transcript that does not decode as the named API exits 1 with a warning
+//! (the command line's own usage errors are in `cli_errors.rs`).
 
 mod sse_support;
 
+use std::num::NonZeroUsize;
+use std::path::Path;
+
+use demandflow_stages::provider::Api;
 use demandflow_stages::replay;
 use serde_json::Value;
 use sse_support::{fixtures, sha256_hex};
@@ -14,11 +19,26 @@ struct Run {
     stderr: String,
 }
 
+/// `demandflow replay --api API [--chunk N] FILE`, in process.
 fn run(args: &[&str]) -> Run {
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let (mut api, mut chunk, mut file) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "--api" => api = it.next().map(|n| n.parse::<Api>().unwrap()),
+            "--chunk" => chunk = it.next().map(|n| n.parse::<NonZeroUsize>().unwrap()),
+            path => file = Some(path),
+        }
+    }
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    let code = replay::run(&args, &mut stdout, &mut stderr);
+    let code = replay::run_file(
+        api.unwrap(),
+        chunk,
+        Path::new(file.unwrap()),
+        &mut stdout,
+        &mut stderr,
+    );
     Run {
         code,
         stdout: String::from_utf8(stdout).unwrap(),
@@ -40,7 +60,13 @@ fn replay_prints_events_then_a_summary_matching_each_fixture() {
         let api = fixture.expected["api"].as_str().unwrap();
         let out = run(&["--api", api, path]);
         assert_eq!(out.code, 0, "{}: {}", fixture.name, out.stderr);
-        assert_eq!(out.stderr, "");
+        if fixture.expected["status"] == "truncated" {
+            // A cut recording is replayed, with a note.
+            assert!(out.stderr.contains("note:"), "{}", fixture.name);
+            assert_eq!(out.stderr.lines().count(), 1, "{}", fixture.name);
+        } else {
+            assert_eq!(out.stderr, "", "{}", fixture.name);
+        }
         let lines = lines(&out.stdout);
         let (summary, events) = lines.split_last().unwrap();
         let summary = &summary["summary"];
@@ -118,30 +144,109 @@ fn replay_truncated_transcript_reports_truncated_and_null_usage() {
     let lines = lines(&out.stdout);
     let summary = &lines.last().unwrap()["summary"];
     assert_eq!(summary["status"], "truncated");
+    // A cut recording decodes: exit 0, with a note.
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stderr.contains("ends without a terminal event"),
+        "{}",
+        out.stderr
+    );
     assert!(summary["usage"].is_null());
 }
 
 #[test]
-fn replay_usage_errors_exit_2_with_one_line_on_stderr() {
-    let fixture = fixtures().into_iter().next().unwrap();
-    let path = fixture.sse.to_str().unwrap();
+fn replay_of_an_unreadable_file_exits_2_with_one_line() {
     let missing = std::env::temp_dir().join("demandflow-replay-no-such-file.sse");
-    let missing = missing.to_str().unwrap();
-    for args in [
-        &["--api", "openai-chat", missing][..],
-        &["--api", "gemini-stream", path],
-        &["--api", "openai-chat", "--chunk", "0", path],
-        &["--api", "openai-chat", "--chunk", "many", path],
-        &["--api", "openai-chat", "--bogus", path],
-        &["--api", "openai-chat"],
-        &[path],
-        &[],
+    let out = run(&["--api", "openai-chat", missing.to_str().unwrap()]);
+    assert_eq!(out.code, 2);
+    assert_eq!(out.stdout, "");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot read"), "{}", out.stderr);
+}
+
+/// A file in a fresh directory, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, body: &[u8]) -> TempFile {
+        let dir =
+            std::env::temp_dir().join(format!("demandflow-replay-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Bytes that look random (xorshift), the same on every run.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn replay_of_nothing_decodable_exits_1_with_a_warning() {
+    let empty = TempFile::new("empty.sse", b"");
+    let random = TempFile::new("random.bin", &noise(10 << 20));
+    for (file, says) in [
+        (&empty, "the file is empty"),
+        (&random, "10485760 bytes, no openai-chat event"),
     ] {
-        let out = run(args);
-        assert_eq!(out.code, 2, "{args:?}");
-        assert_eq!(out.stdout, "", "{args:?}");
-        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);
-        assert!(out.stderr.ends_with('\n'));
+        let out = run(&["--api", "openai-chat", file.path()]);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(out.stderr.contains("warning"), "{}", out.stderr);
+        assert!(out.stderr.contains("nothing decoded"), "{}", out.stderr);
+        assert!(out.stderr.contains(says), "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        // The output keeps its shape: a terminal event, then the summary.
+        let lines = lines(&out.stdout);
+        assert_eq!(lines.last().unwrap()["summary"]["status"], "truncated");
+    }
+}
+
+#[test]
+fn replay_of_another_apis_transcript_exits_1_and_names_the_api() {
+    let by_name = |prefix: &str| {
+        fixtures()
+            .into_iter()
+            .find(|f| f.name.starts_with(prefix))
+            .unwrap()
+    };
+    for (fixture, named, actual) in [
+        (by_name("03_"), "openai-chat", "anthropic-messages"),
+        (by_name("01_"), "gemini", "openai-responses"),
+        (by_name("01_"), "openai-chat", "openai-responses"),
+        (by_name("02_"), "anthropic-messages", "openai-chat"),
+    ] {
+        assert_eq!(fixture.expected["api"], actual);
+        let out = run(&["--api", named, fixture.sse.to_str().unwrap()]);
+        assert_eq!(out.code, 1, "{named} {}: {}", fixture.name, out.stderr);
+        assert!(
+            out.stderr.contains(&format!("try --api {actual}")),
+            "{named} {}: {}",
+            fixture.name,
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     }
 }
 

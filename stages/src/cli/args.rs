@@ -1,143 +1,71 @@
-//! A small command-line parser: `--flag value`, `--flag=value`, switches
-//! and positionals, with one-line errors. Hand-written because five
-//! subcommands with a handful of flags each do not justify a parser crate.
+//! Value parsers shared by the subcommands' clap definitions.
+//!
+//! Each returns a message that clap prints after the value as typed:
+//! `error: invalid value 'x' for '--flag <N>': <message>`.
 
-use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
+use std::time::Duration;
 
-/// The parsed command line of one subcommand.
-#[derive(Debug, Default)]
-pub(crate) struct Parsed {
-    values: HashMap<&'static str, String>,
-    switches: HashSet<&'static str>,
-    /// Arguments that are not flags, in order.
-    pub(crate) positionals: Vec<String>,
-    /// `-h` or `--help` was given.
-    pub(crate) help: bool,
+use clap::builder::TypedValueParser;
+use demandflow_stages::provider::Api;
+
+/// The API names, for `--api`'s possible values (and clap's suggestions).
+pub(crate) fn api_names() -> [&'static str; 4] {
+    Api::ALL.map(Api::as_str)
 }
 
-/// Parses `args` for a subcommand whose flags taking a value are `valued`
-/// and whose boolean flags are `switches` (both with their leading `--`).
-pub(crate) fn parse(
-    args: &[String],
-    valued: &[&'static str],
-    switches: &[&'static str],
-) -> Result<Parsed, String> {
-    let mut parsed = Parsed::default();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if arg == "-h" || arg == "--help" {
-            parsed.help = true;
-            continue;
-        }
-        if !arg.starts_with('-') || arg == "-" {
-            parsed.positionals.push(arg.clone());
-            continue;
-        }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag, Some(value.to_owned())),
-            None => (arg.as_str(), None),
-        };
-        if let Some(&name) = valued.iter().find(|v| **v == flag) {
-            let value = match inline {
-                Some(v) => v,
-                None => iter
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))?,
-            };
-            parsed.values.insert(name, value);
-        } else if let Some(&name) = switches.iter().find(|s| **s == flag) {
-            if inline.is_some() {
-                return Err(format!("{name} takes no value"));
-            }
-            parsed.switches.insert(name);
-        } else {
-            return Err(format!("unknown flag `{arg}`"));
-        }
-    }
-    Ok(parsed)
+/// `--api NAME`: one of [`api_names`], with did-you-mean on a near miss.
+pub(crate) fn api() -> impl TypedValueParser<Value = Api> {
+    clap::builder::PossibleValuesParser::new(api_names())
+        .try_map(|name: String| name.parse::<Api>())
 }
 
-impl Parsed {
-    /// Whether switch `name` was given.
-    pub(crate) fn flag(&self, name: &str) -> bool {
-        self.switches.contains(name)
+/// A whole number of at least 1.
+pub(crate) fn positive<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    let n: T = text.trim().parse().map_err(|e: T::Err| e.to_string())?;
+    if n < T::from(1) {
+        return Err("must be at least 1".into());
     }
+    Ok(n)
+}
 
-    /// The raw value of `name`, if given.
-    pub(crate) fn raw(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
-    }
+/// Milliseconds, zero allowed.
+pub(crate) fn millis(text: &str) -> Result<Duration, String> {
+    let n: u64 = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("expects milliseconds: {e}"))?;
+    Ok(Duration::from_millis(n))
+}
 
-    /// The value of `name` parsed as `T`, if given.
-    pub(crate) fn opt<T: FromStr>(&self, name: &str, what: &str) -> Result<Option<T>, String> {
-        match self.raw(name) {
-            None => Ok(None),
-            Some(text) => text
-                .parse()
-                .map(Some)
-                .map_err(|_| format!("{name} expects {what}, got `{text}`")),
-        }
-    }
-
-    /// The value of `name` parsed as `T`, or `default`.
-    pub(crate) fn get<T: FromStr>(&self, name: &str, what: &str, default: T) -> Result<T, String> {
-        Ok(self.opt(name, what)?.unwrap_or(default))
-    }
-
-    /// Fails when positionals were given to a subcommand that takes none.
-    pub(crate) fn no_positionals(&self) -> Result<(), String> {
-        match self.positionals.first() {
-            Some(p) => Err(format!("unexpected argument `{p}`")),
-            None => Ok(()),
-        }
-    }
+/// Milliseconds, at least 1 (a zero timeout would fail every request).
+pub(crate) fn positive_millis(text: &str) -> Result<Duration, String> {
+    Ok(Duration::from_millis(positive::<u64>(text)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    #[test]
+    fn numbers_and_durations() {
+        assert_eq!(positive::<u64>("3"), Ok(3));
+        assert!(positive::<u64>("0").unwrap_err().contains("at least 1"));
+        assert!(positive::<u64>("ten").is_err());
+        assert!(positive::<u32>("-1").is_err());
+        assert_eq!(millis("0"), Ok(Duration::ZERO));
+        assert_eq!(positive_millis("25"), Ok(Duration::from_millis(25)));
+        assert!(positive_millis("0").is_err());
+        assert!(millis("soon").unwrap_err().contains("milliseconds"));
     }
 
     #[test]
-    fn both_value_forms_switches_and_positionals() {
-        let p = parse(
-            &args(&["--events", "10", "--shape=chain3", "--json", "x"]),
-            &["--events", "--shape"],
-            &["--json"],
-        )
-        .unwrap();
-        assert_eq!(p.get::<u64>("--events", "a number", 0).unwrap(), 10);
-        assert_eq!(p.raw("--shape"), Some("chain3"));
-        assert!(p.flag("--json"));
-        assert_eq!(p.positionals, vec!["x".to_owned()]);
-        assert!(p.no_positionals().is_err());
-    }
-
-    #[test]
-    fn errors_name_the_flag() {
-        let e = parse(&args(&["--events"]), &["--events"], &[]).unwrap_err();
-        assert!(e.contains("--events"), "{e}");
-        let e = parse(&args(&["--fast"]), &[], &[]).unwrap_err();
-        assert!(e.contains("--fast"), "{e}");
-        let e = parse(&args(&["--json=1"]), &[], &["--json"]).unwrap_err();
-        assert!(e.contains("--json"), "{e}");
-        let p = parse(&args(&["--events", "ten"]), &["--events"], &[]).unwrap();
-        let e = p.get::<u64>("--events", "a number", 0).unwrap_err();
-        assert!(e.contains("ten"), "{e}");
-    }
-
-    #[test]
-    fn help_is_recognised_anywhere() {
-        assert!(
-            parse(&args(&["--json", "-h"]), &[], &["--json"])
-                .unwrap()
-                .help
-        );
-        assert!(parse(&args(&["--help"]), &[], &[]).unwrap().help);
+    fn api_names_round_trip() {
+        for name in api_names() {
+            assert_eq!(name.parse::<Api>().map(Api::as_str), Ok(name));
+        }
     }
 }

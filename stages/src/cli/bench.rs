@@ -1,9 +1,10 @@
 //! `demandflow bench`: throughput of the standard shapes, each beside a
 //! hand-written tokio baseline of the same shape measured in the same run
-//! (the shapes live in `benches/shapes/mod.rs`, shared with the criterion
-//! benches), plus the memory check `chain3-slow`; with `--latency`, the
-//! per-event latency of a paced producer → map → consumer chain beside three
-//! tokio tasks joined by `mpsc` channels.
+//! (the shapes live in `bench/shapes.rs`, shared with the criterion bench
+//! `stages/benches/pipeline_throughput.rs`), plus the memory check
+//! `chain3-slow`; with `--latency`, the per-event latency of a paced
+//! producer → map → consumer chain beside three tokio tasks joined by `mpsc`
+//! channels.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -12,37 +13,48 @@ use serde::Serialize;
 
 use super::args;
 
-#[path = "../../../benches/shapes/mod.rs"]
 mod shapes;
 
-const HELP: &str = "\
-usage: demandflow bench [--shape NAME|all] [--events N] [--reps N] [--json]
-       demandflow bench --latency [--events N] [--reps N] [--json]
+/// Throughput of the standard shapes beside hand-written tokio baselines.
+///
+/// Runs each shape on the engine and as a hand-written tokio baseline
+/// (bounded mpsc channels of Vec<u64> batches of 500, room for 1000 events per
+/// channel), alternately (after one untimed warm-up run of each, in
+/// alternating order), --reps times each, on a 2-worker multi-thread runtime,
+/// and reports the medians. While the engine runs, stats() is sampled every
+/// few ms for the largest number of buffered events, reported against the
+/// bound: the sum of max_demand over the shape's subscriptions.
+///
+/// Shapes: linear, chain3, fanout2, broadcast2, partition2, chain3-per-event,
+/// fanout2-slow, fanout4-slow (work shared by demand among 2 or 4 consumers,
+/// one of them ~100x slower per event than the others; the baseline's
+/// consumers take turns at one shared channel, behind a tokio Mutex, which
+/// does not steer batches away from the slow one), chain3-slow (chain3 whose
+/// consumer is ~100x slower than its producer: the memory check).
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = LATENCY_HELP)]
+pub(crate) struct BenchArgs {
+    /// One shape, or all
+    #[arg(long, value_name = "NAME", default_value = "all", value_parser = shape_names())]
+    shape: String,
+    /// Events per run [default: 20000000; chain3-slow 5000000; --latency 3000]
+    #[arg(long, value_name = "N", value_parser = args::positive::<u64>)]
+    events: Option<u64>,
+    /// Repetitions per side; the median is reported
+    #[arg(long, value_name = "N", default_value = "5", value_parser = args::positive::<usize>)]
+    reps: usize,
+    /// Print {"results":[{"shape","events","engine_events_per_sec",
+    /// "baseline_events_per_sec","ratio","max_buffered","buffer_bound",
+    /// "max_pending_demand"}]}
+    #[arg(long)]
+    json: bool,
+    /// Per-event latency of one fixed chain instead of throughput (see
+    /// --help)
+    #[arg(long, conflicts_with = "shape")]
+    latency: bool,
+}
 
-Runs each shape on the engine and as a hand-written tokio baseline (bounded
-mpsc channels of Vec<u64> batches of 500, room for 1000 events per channel),
-alternately (after one untimed warm-up run of each, in alternating order),
---reps times each, on a 2-worker multi-thread runtime, and reports the
-medians. While the engine runs, stats() is sampled every few ms
-for the largest number of buffered events, reported against the bound: the
-sum of max_demand over the shape's subscriptions.
-
-shapes: linear, chain3, fanout2, broadcast2, partition2, chain3-per-event,
-        fanout2-slow, fanout4-slow (work shared by demand among 2 or 4
-        consumers, one of them ~100x slower per event than the others; the
-        baseline's consumers take turns at one shared channel, behind a
-        tokio Mutex, which does not steer batches away from the slow one),
-        chain3-slow (chain3 whose consumer is ~100x slower than its producer:
-        the memory check)
-
-options:
-  --shape NAME   one shape, or all (default all)
-  --events N     events per run (default 20000000; chain3-slow 5000000)
-  --reps N       repetitions per side; the median is reported (default 5)
-  --json         print {\"results\":[{\"shape\",\"events\",\"engine_events_per_sec\",
-                 \"baseline_events_per_sec\",\"ratio\",\"max_buffered\",\"buffer_bound\",
-                 \"max_pending_demand\"}]}
-
+const LATENCY_HELP: &str = "\
 --latency: per-event latency instead of throughput. A producer sleeps
 500 us before each event (tokio's timer ends it at the next millisecond
 tick), stamps it with the time and emits it through map to a consumer,
@@ -53,7 +65,16 @@ run alternately (after a short warm-up of each), --reps times each
 are computed per run and the medians over runs reported. --json prints
 {\"events\",\"reps\",\"engine_p50_us\",\"engine_p90_us\",\"engine_p99_us\",
 \"engine_max_us\",\"baseline_p50_us\",\"baseline_p90_us\",\"baseline_p99_us\",
-\"baseline_max_us\",\"p50_ratio\",\"p99_ratio\"}.";
+\"baseline_max_us\",\"p50_ratio\",\"p99_ratio\"}.
+
+Exit status: 0, or 1 when a shape buffered more than its bound.";
+
+/// `--shape`'s values: every shape and `all`, with did-you-mean.
+fn shape_names() -> clap::builder::PossibleValuesParser {
+    let mut names = all_shapes();
+    names.push("all");
+    clap::builder::PossibleValuesParser::new(names)
+}
 
 const DEFAULT_EVENTS: u64 = 20_000_000;
 const DEFAULT_SLOW_EVENTS: u64 = 5_000_000;
@@ -91,60 +112,23 @@ fn all_shapes() -> Vec<&'static str> {
     v
 }
 
-fn options(argv: &[String]) -> std::result::Result<Option<Options>, String> {
-    let parsed = args::parse(
-        argv,
-        &["--shape", "--events", "--reps"],
-        &["--json", "--latency"],
-    )?;
-    if parsed.help {
-        return Ok(None);
-    }
-    parsed.no_positionals()?;
-    let latency = parsed.flag("--latency");
-    if latency && parsed.raw("--shape").is_some() {
-        return Err("--latency measures one fixed chain; it takes no --shape".into());
-    }
-    let all = all_shapes();
-    let shapes = match parsed.raw("--shape") {
-        None | Some("all") => all,
-        Some(name) => match all.iter().find(|s| **s == name) {
-            Some(s) => vec![*s],
-            None => {
-                return Err(format!(
-                    "unknown shape `{name}` (one of {}, or all)",
-                    all.join(", ")
-                ))
-            }
-        },
+fn options(a: BenchArgs) -> Options {
+    let shapes = match all_shapes().into_iter().find(|s| *s == a.shape) {
+        Some(s) => vec![s],
+        None => all_shapes(),
     };
-    let events = parsed.opt::<u64>("--events", "a number of events")?;
-    if events == Some(0) {
-        return Err("--events must be at least 1".into());
-    }
-    let reps = parsed.get("--reps", "a number of repetitions", 5usize)?;
-    if reps == 0 {
-        return Err("--reps must be at least 1".into());
-    }
-    Ok(Some(Options {
+    Options {
         shapes,
-        events,
-        reps,
-        json: parsed.flag("--json"),
-        latency,
-    }))
+        events: a.events,
+        reps: a.reps,
+        json: a.json,
+        latency: a.latency,
+    }
 }
 
 /// Runs the subcommand.
-pub(crate) fn run(argv: &[String]) -> i32 {
-    let o = match options(argv) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{HELP}");
-            return 0;
-        }
-        Err(e) => return super::usage_error("bench", &e),
-    };
+pub(crate) fn run(args: BenchArgs) -> i32 {
+    let o = options(args);
     // The issue's reference figures were measured on 2 workers.
     let rt = match super::runtime(2) {
         Ok(rt) => rt,
@@ -554,15 +538,25 @@ mod tests {
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 
+    /// The options of `demandflow bench ARGS`, or the error's text.
+    fn parse(list: &[&str]) -> std::result::Result<Options, String> {
+        use clap::Parser;
+        let argv = ["demandflow", "bench"].iter().chain(list);
+        match super::super::Cli::try_parse_from(argv).map_err(|e| e.to_string())? {
+            super::super::Cli {
+                command: super::super::Command::Bench(a),
+            } => Ok(options(a)),
+            other => panic!("not bench: {other:?}"),
+        }
+    }
+
     #[test]
     fn options_validate() {
-        let args = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let o = options(&args(&["--shape", "chain3", "--events", "10"]))
-            .unwrap()
-            .unwrap();
+        let o = parse(&["--shape", "chain3", "--events", "10"]).unwrap();
         assert_eq!((o.shapes, o.events, o.reps), (vec!["chain3"], Some(10), 5));
-        assert_eq!(options(&args(&[])).unwrap().unwrap().shapes.len(), 9);
-        assert!(options(&args(&["--latency"])).unwrap().unwrap().latency);
+        assert_eq!(parse(&[]).unwrap().shapes.len(), 9);
+        assert_eq!(parse(&["--shape", "all"]).unwrap().shapes.len(), 9);
+        assert!(parse(&["--latency"]).unwrap().latency);
         for bad in [
             &["--shape", "nope"][..],
             &["--events", "0"],
@@ -570,7 +564,9 @@ mod tests {
             &["--events", "x"],
             &["--latency", "--shape", "chain3"],
         ] {
-            assert!(options(&args(bad)).is_err(), "{bad:?}");
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
+        let e = parse(&["--shape", "chian3"]).unwrap_err();
+        assert!(e.contains("'chian3'") && e.contains("chain3"), "{e}");
     }
 }

@@ -34,27 +34,38 @@ use demandflow::{
 };
 use serde::Serialize;
 
-use super::args;
-
-const HELP: &str = "\
-usage: demandflow chaos [--seconds N] [--crash-rate P] [--poison-every N] [--seed N] [--json]
-
-Runs source -> work x2 (concurrent processors that panic or return errors at
-random) -> ledger under supervision, then shuts it down gracefully and checks
-by the ledger's own count that every produced event was processed or
-dead-lettered.
-
-options:
-  --seconds N       how long to run (default 10; fractions allowed)
-  --crash-rate P    probability that one processor call (one batch) fails,
-                    half by panic, half by error (default 0.01)
-  --poison-every N  every Nth id is a poison pill: its batch fails on every
-                    attempt and is dead-lettered (default 1000000; 0: none)
-  --seed N          seed of the crash draws (default: from the clock)
-  --json            print one object: produced, processed, dead_lettered,
-                    duplicates, restarts, lost
-
-exit status: 0 when lost is 0 and produced == processed + dead_lettered";
+/// A supervised pipeline whose processors crash at random; checks that
+/// nothing is lost.
+///
+/// Runs source -> work x2 (concurrent processors that panic or return errors
+/// at random) -> ledger under supervision, then shuts it down gracefully and
+/// checks by the ledger's own count that every produced event was processed
+/// or dead-lettered.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 when lost is 0 and produced == processed + dead_lettered, \
+1 otherwise."
+)]
+pub(crate) struct ChaosArgs {
+    /// How long to run, in seconds (fractions allowed; at most 86400)
+    #[arg(long = "seconds", value_name = "N", default_value = "10", value_parser = seconds)]
+    run_for: Duration,
+    /// Probability that one processor call (one batch) fails, half by panic,
+    /// half by error
+    #[arg(long = "crash-rate", value_name = "P", default_value_t = 0.01, value_parser = probability)]
+    crash_rate: f64,
+    /// Every Nth id is a poison pill: its batch fails on every attempt and is
+    /// dead-lettered (0: none)
+    #[arg(long = "poison-every", value_name = "N", default_value_t = 1_000_000)]
+    poison_every: u64,
+    /// Seed of the crash draws [default: from the clock]
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Print one object: produced, processed, dead_lettered, duplicates,
+    /// restarts, lost
+    #[arg(long)]
+    json: bool,
+}
 
 /// Panic messages that start with this are injected, and kept off stderr.
 const INJECTED: &str = "chaos: injected";
@@ -68,42 +79,42 @@ struct Options {
     json: bool,
 }
 
-fn options(argv: &[String]) -> Result<Option<Options>, String> {
-    let parsed = args::parse(
-        argv,
-        &["--seconds", "--crash-rate", "--poison-every", "--seed"],
-        &["--json"],
-    )?;
-    if parsed.help {
-        return Ok(None);
+/// `--seconds`: in (0, 86400].
+fn seconds(text: &str) -> Result<Duration, String> {
+    let s: f64 = text.trim().parse().map_err(|e| format!("{e}"))?;
+    if !(s.is_finite() && s > 0.0 && s <= 86_400.0) {
+        return Err("must be in (0, 86400]".into());
     }
-    parsed.no_positionals()?;
-    let seconds: f64 = parsed.get("--seconds", "a number of seconds", 10.0)?;
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
-        return Err(format!("--seconds must be in (0, 86400], got {seconds}"));
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// `--crash-rate`: in [0, 1].
+fn probability(text: &str) -> Result<f64, String> {
+    let p: f64 = text.trim().parse().map_err(|e| format!("{e}"))?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err("must be in [0, 1]".into());
     }
-    let crash_rate: f64 = parsed.get("--crash-rate", "a probability", 0.01)?;
-    if !(0.0..=1.0).contains(&crash_rate) {
-        return Err(format!("--crash-rate must be in [0, 1], got {crash_rate}"));
-    }
-    let seed = match parsed.opt::<u64>("--seed", "a number")? {
-        Some(s) => s,
-        None => std::time::SystemTime::now()
+    Ok(p)
+}
+
+fn options(a: ChaosArgs) -> Options {
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x5EED, |d| d.as_nanos() as u64),
-    };
-    Ok(Some(Options {
-        run_for: Duration::from_secs_f64(seconds),
-        crash_rate,
-        poison_every: parsed.get("--poison-every", "a number", 1_000_000u64)?,
+            .map_or(0x5EED, |d| d.as_nanos() as u64)
+    });
+    Options {
+        run_for: a.run_for,
+        crash_rate: a.crash_rate,
+        poison_every: a.poison_every,
         seed,
-        json: parsed.flag("--json"),
-    }))
+        json: a.json,
+    }
 }
 
 /// Runs the subcommand.
-pub(crate) fn run(argv: &[String]) -> i32 {
-    super::run_async("chaos", HELP, options(argv), |o| {
+pub(crate) fn run(args: ChaosArgs) -> i32 {
+    super::run_async("chaos", Ok(options(args)), |o| {
         quiet_injected_panics();
         chaos(o)
     })
@@ -327,7 +338,7 @@ async fn chaos(o: Options) -> Result<i32, String> {
         .subscribe(&work, Subscribe::default());
 
     if !o.json {
-        eprintln!(
+        errln!(
             "demandflow chaos: {:.1} s, crash rate {} per batch, poison every {} ids, seed {}",
             o.run_for.as_secs_f64(),
             o.crash_rate,
@@ -350,7 +361,7 @@ async fn chaos(o: Options) -> Result<i32, String> {
             _ = watch.stopped() => break,
             _ = tick.tick(), if !o.json => {
                 let s = watch.stats();
-                eprintln!(
+                errln!(
                     "[{:4.1}s] produced {} | restarts {} | dead-lettered {} | buffered {}",
                     start.elapsed().as_secs_f64(),
                     produced.load(Ordering::Relaxed),
@@ -387,16 +398,16 @@ async fn chaos(o: Options) -> Result<i32, String> {
 
     if o.json {
         let line = serde_json::to_string(&counts).map_err(|e| e.to_string())?;
-        println!("{line}");
+        outln!("{line}");
     } else {
-        println!("ran {:.2} s ({})", elapsed.as_secs_f64(), report.status);
-        println!("produced       {:>12}", counts.produced);
-        println!("processed      {:>12}", counts.processed);
-        println!("dead_lettered  {:>12}", counts.dead_lettered);
-        println!("duplicates     {:>12}", counts.duplicates);
-        println!("restarts       {:>12}", counts.restarts);
-        println!("lost           {:>12}", counts.lost);
-        println!(
+        outln!("ran {:.2} s ({})", elapsed.as_secs_f64(), report.status);
+        outln!("produced       {:>12}", counts.produced);
+        outln!("processed      {:>12}", counts.processed);
+        outln!("dead_lettered  {:>12}", counts.dead_lettered);
+        outln!("duplicates     {:>12}", counts.duplicates);
+        outln!("restarts       {:>12}", counts.restarts);
+        outln!("lost           {:>12}", counts.lost);
+        outln!(
             "produced {} processed + dead_lettered",
             if balanced { "==" } else { "!=" }
         );
@@ -408,7 +419,7 @@ async fn chaos(o: Options) -> Result<i32, String> {
         for s in &report.stages {
             abandoned += s.abandoned;
         }
-        println!(
+        outln!(
             "engine ledger: source emitted {}, work received {}, work dead-lettered {}, abandoned {}",
             report.stage("source").map_or(0, |s| s.emitted),
             received,
@@ -417,14 +428,14 @@ async fn chaos(o: Options) -> Result<i32, String> {
         );
     }
     if strays > 0 {
-        eprintln!("demandflow chaos: {strays} ids seen that were never produced");
+        errln!("demandflow chaos: {strays} ids seen that were never produced");
     }
     let twice = dead_twice.load(Ordering::Relaxed);
     if twice > 0 {
-        eprintln!("demandflow chaos: {twice} ids dead-lettered more than once");
+        errln!("demandflow chaos: {twice} ids dead-lettered more than once");
     }
     if report.status != demandflow::Status::Completed {
-        eprintln!("demandflow chaos: the pipeline ended as: {}", report.status);
+        errln!("demandflow chaos: the pipeline ended as: {}", report.status);
     }
     Ok(if ok { 0 } else { 1 })
 }
@@ -449,7 +460,16 @@ mod tests {
 
     #[test]
     fn bad_options_are_usage_errors() {
-        let args = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        use clap::Parser;
+        let parse = |list: &[&str]| {
+            let argv = ["demandflow", "chaos"].iter().chain(list);
+            match super::super::Cli::try_parse_from(argv).map_err(|e| e.to_string())? {
+                super::super::Cli {
+                    command: super::super::Command::Chaos(a),
+                } => Ok(options(a)),
+                other => panic!("not chaos: {other:?}"),
+            }
+        };
         for bad in [
             &["--seconds", "0"][..],
             &["--seconds", "-1"],
@@ -458,11 +478,10 @@ mod tests {
             &["--crash-rate", "x"],
             &["extra"],
         ] {
-            assert!(options(&args(bad)).is_err(), "{bad:?}");
+            let e: String = parse(bad).unwrap_err();
+            assert!(e.contains(bad[bad.len() - 1]), "{bad:?}: {e}");
         }
-        let o = options(&args(&["--seconds", "0.5", "--seed", "7", "--json"]))
-            .unwrap()
-            .unwrap();
+        let o = parse(&["--seconds", "0.5", "--seed", "7", "--json"]).unwrap();
         assert_eq!(
             (o.run_for, o.seed, o.json),
             (Duration::from_millis(500), 7, true)

@@ -14,23 +14,38 @@ use demandflow_stages::provider::{
     Api, ProviderConfig, ProviderEvent, ProviderProducer, Status, Usage,
 };
 
-use super::args;
 use super::live::Screen;
+use super::{args, output};
 
-const HELP: &str = "\
-usage: demandflow demo [--tokens N] [--delay-ms N] [--pace-ms N] [--api API]
-
-Starts the embedded mock provider on 127.0.0.1, streams a generated answer of
-N tokens through provider -> reflow (wraps and counts the text) -> printer (a
-deliberately slow consumer that sleeps per event), and shows pending demand,
-buffered events and restarts live on stderr. Ends with a summary.
-
-options:
-  --tokens N     tokens in the answer (default 300)
-  --delay-ms N   the printer's delay per event, in ms (default 20)
-  --pace-ms N    the mock's delay between SSE events, in ms (default 4)
-  --api API      openai-responses | openai-chat | anthropic-messages | gemini
-                 (default anthropic-messages)";
+/// Stream a generated answer through a pipeline with live demand stats.
+///
+/// Starts the embedded mock provider on 127.0.0.1, streams a generated
+/// answer of N tokens through provider -> reflow (wraps and counts the text)
+/// -> printer (a deliberately slow consumer that sleeps per event), and shows
+/// pending demand, buffered events and restarts live on stderr: a status line
+/// redrawn in place when stderr is a terminal, one final plain line when it is
+/// not. The answer alone goes to stdout, then a summary.
+///
+/// Everything runs on loopback: no network, no key.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 when the answer completed within the buffer bound, \
+1 otherwise. A closed stdout (`demandflow demo | head`) stops the demo quietly with 0."
+)]
+pub(crate) struct DemoArgs {
+    /// Tokens in the answer
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    tokens: u64,
+    /// The printer's delay per event, in ms
+    #[arg(long = "delay-ms", value_name = "MS", default_value = "20", value_parser = args::millis)]
+    delay: Duration,
+    /// The mock's delay between SSE events, in ms
+    #[arg(long = "pace-ms", value_name = "MS", default_value = "4", value_parser = args::millis)]
+    pace: Duration,
+    /// The API the mock speaks and the provider decodes
+    #[arg(long, value_name = "API", default_value = "anthropic-messages", value_parser = args::api())]
+    api: Api,
+}
 
 /// `max_demand` of provider → reflow and of reflow → printer: small, so
 /// that backpressure is visible at the pace of a human reader.
@@ -41,48 +56,8 @@ const PRINTER_DEMAND: usize = 16;
 const WIDTH: usize = 64;
 
 /// Runs the subcommand.
-pub(crate) fn run(argv: &[String]) -> i32 {
-    let parsed = match args::parse(argv, &["--tokens", "--delay-ms", "--pace-ms", "--api"], &[]) {
-        Ok(p) => p,
-        Err(e) => return super::usage_error("demo", &e),
-    };
-    if parsed.help {
-        println!("{HELP}");
-        return 0;
-    }
-    let options = (|| -> Result<Options, String> {
-        parsed.no_positionals()?;
-        let api = match parsed.raw("--api") {
-            Some(name) => name.parse::<Api>().map_err(|e| e.to_string())?,
-            None => Api::AnthropicMessages,
-        };
-        Ok(Options {
-            tokens: parsed.get("--tokens", "a number of tokens", 300u64)?,
-            delay: Duration::from_millis(parsed.get("--delay-ms", "milliseconds", 20u64)?),
-            pace: Duration::from_millis(parsed.get("--pace-ms", "milliseconds", 4u64)?),
-            api,
-        })
-    })();
-    let options = match options {
-        Ok(o) => o,
-        Err(e) => return super::usage_error("demo", &e),
-    };
-    let rt = match super::runtime(2) {
-        Ok(rt) => rt,
-        Err(e) => return super::failure("demo", &format!("cannot start the runtime: {e}")),
-    };
-    match rt.block_on(demo(options)) {
-        Ok(code) => code,
-        Err(e) => super::failure("demo", &e),
-    }
-}
-
-#[derive(Debug)]
-struct Options {
-    tokens: u64,
-    delay: Duration,
-    pace: Duration,
-    api: Api,
+pub(crate) fn run(args: DemoArgs) -> i32 {
+    super::run_async("demo", Ok(args), demo)
 }
 
 /// What the printer saw, for the summary.
@@ -161,11 +136,15 @@ impl Consumer<ProviderEvent> for Printer {
                 let mut o = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
                 o.events += 1;
                 match event {
-                    ProviderEvent::TextDelta { text } => self
-                        .screen
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .text(text),
+                    ProviderEvent::TextDelta { text } => {
+                        // A closed stdout is noticed by the run loop,
+                        // which stops the demo.
+                        let _ = self
+                            .screen
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .text(text);
+                    }
                     ProviderEvent::Usage(u) => o.usage = Some(*u),
                     ProviderEvent::Done {
                         status,
@@ -209,7 +188,7 @@ fn status_line(stats: &Stats, words: u64, elapsed: Duration, bound: usize) -> St
     )
 }
 
-async fn demo(o: Options) -> Result<i32, String> {
+async fn demo(o: DemoArgs) -> Result<i32, String> {
     let server = MockServer::start(MockConfig::default())
         .await
         .map_err(|e| format!("cannot start the mock provider: {e}"))?;
@@ -224,7 +203,7 @@ async fn demo(o: Options) -> Result<i32, String> {
         .max_tokens(max_tokens);
     let producer = ProviderProducer::new(config).map_err(|e| e.to_string())?;
 
-    let screen = Arc::new(Mutex::new(Screen::detect(Duration::from_secs(1))));
+    let screen = Arc::new(Mutex::new(Screen::detect()));
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let words = Arc::new(AtomicU64::new(0));
     let bound = REFLOW_DEMAND + PRINTER_DEMAND;
@@ -251,7 +230,7 @@ async fn demo(o: Options) -> Result<i32, String> {
     )
     .subscribe(&reflow, Subscribe::max_demand(PRINTER_DEMAND));
 
-    eprintln!(
+    errln!(
         "demandflow demo: mock {} at {} -> provider -> reflow -> printer ({} ms per event)",
         o.api.as_str(),
         server.url(),
@@ -277,13 +256,18 @@ async fn demo(o: Options) -> Result<i32, String> {
                 handle.cancel();
             }
             _ = tick.tick() => {
+                // Nobody reads the answer any more (`demo | head`): stop.
+                if output::stdout_closed() && !interrupted {
+                    interrupted = true;
+                    handle.cancel();
+                }
                 let stats = watch.stats();
                 max_buffered = max_buffered.max(stats.buffered());
                 max_pending = max_pending.max(stats.pending_demand());
                 if last_draw.is_none_or(|at| at.elapsed() >= Duration::from_millis(100)) {
                     last_draw = Some(Instant::now());
                     let line = status_line(&stats, words.load(Ordering::Relaxed), start.elapsed(), bound);
-                    screen.lock().unwrap_or_else(PoisonError::into_inner).status(line, false);
+                    screen.lock().unwrap_or_else(PoisonError::into_inner).status(&line);
                 }
             }
         }
@@ -295,14 +279,18 @@ async fn demo(o: Options) -> Result<i32, String> {
     screen
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .status(line, true);
+        .status(&line);
     let result = handle.join().await;
     let elapsed = start.elapsed();
     screen
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .finish();
+        .finish(&line);
     server.shutdown().await;
+    if output::stdout_closed() {
+        // The reader took what it wanted; no summary, no complaint.
+        return Ok(0);
+    }
 
     let report = match result {
         Ok(r) => r,
@@ -312,10 +300,10 @@ async fn demo(o: Options) -> Result<i32, String> {
     let provider_status = outcome
         .status
         .map_or("none (no terminal event)", status_name);
-    println!();
-    println!("summary");
-    println!("  pipeline      {}", report.status);
-    println!(
+    outln!();
+    outln!("summary");
+    outln!("  pipeline      {}", report.status);
+    outln!(
         "  provider      {provider_status}{}",
         outcome
             .stop_reason
@@ -324,34 +312,46 @@ async fn demo(o: Options) -> Result<i32, String> {
             .unwrap_or_default()
     );
     for e in &outcome.errors {
-        println!("  error         {e}");
+        outln!("  error         {e}");
     }
     match outcome.usage {
-        Some(u) => println!(
+        Some(u) => outln!(
             "  usage         {} input tokens, {} output tokens",
-            u.input_tokens, u.output_tokens
+            u.input_tokens,
+            u.output_tokens
         ),
-        None => println!("  usage         not reported"),
+        None => outln!("  usage         not reported"),
     }
-    println!(
+    outln!(
         "  text          {} words in {} events",
         words.load(Ordering::Relaxed),
         outcome.events
     );
-    println!("  elapsed       {:.2} s", elapsed.as_secs_f64());
-    println!(
+    outln!("  elapsed       {:.2} s", elapsed.as_secs_f64());
+    outln!(
         "  max buffered  {max_buffered} events (bound: sum of max_demand = {REFLOW_DEMAND} + {PRINTER_DEMAND} = {bound}){}",
         if max_buffered <= bound { "" } else { "  ** OVER THE BOUND **" }
     );
-    println!("  max pending   {max_pending} demand");
-    println!(
+    outln!("  max pending   {max_pending} demand");
+    outln!(
         "  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9}  end",
-        "stage", "received", "emitted", "processed", "abandoned", "restarts"
+        "stage",
+        "received",
+        "emitted",
+        "processed",
+        "abandoned",
+        "restarts"
     );
     for s in &report.stages {
-        println!(
+        outln!(
             "  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
-            s.name, s.received, s.emitted, s.processed, s.abandoned, s.restarts, s.end
+            s.name,
+            s.received,
+            s.emitted,
+            s.processed,
+            s.abandoned,
+            s.restarts,
+            s.end
         );
     }
     let ok = report.status == demandflow::Status::Completed

@@ -16,119 +16,103 @@ use demandflow_stages::provider::Api;
 
 use super::args;
 
-const HELP: &str = "\
-usage: demandflow mock [--addr ADDR] [--behaviour B] [--tokens N] [--chunk N]
-                       [--fault F] [--pacing MS] [--first-event-delay-ms MS]
-                       [--api-key KEY]
-
-Runs the embedded mock provider until Ctrl-C. It serves the OpenAI Responses
-(/v1/responses), OpenAI Chat Completions (/v1/chat/completions) and Anthropic
-Messages (/v1/messages) streaming APIs on the same port. The first line on
-stdout is the base URL to point an application or an official SDK at
-(e.g. http://127.0.0.1:40123); the rest goes to stderr.
-
-  --addr ADDR      where to listen (default 127.0.0.1:0: loopback, free port)
-  --behaviour B    what every request gets (default generate):
-                     generate        a generated answer in the API's format:
-                                     a call to the first offered tool, text
-                                     naming a tool result, reasoning first
-                                     when the request asks for it
-                     replay FILE     an .sse transcript, byte for byte
-                     error:STATUS    an HTTP error in the API's error shape
-                                     (529 Anthropic overload, 429, 500, ...)
-                     {JSON}          any behaviour as JSON (the same as the
-                                     x-mock-behaviour request header)
-  --tokens N       tokens of a generated answer (default 64; the request's
-                   max tokens cuts it with the API's length ending)
-  --chunk N        replay the transcript in chunks of N bytes
-  --fault F        stall:N | truncate:N | abort:N | error:N — after N events
-                   (generate) or chunks (replay): stop sending and hold the
-                   connection, end the body without a terminal event, reset
-                   the connection, or send the API's in-stream error event
-  --pacing MS      delay between events (or replay chunks); default none
-  --first-event-delay-ms MS   delay after the headers, before the first event
-  --api-key KEY    require this key (Authorization: Bearer, x-api-key); 401
-                   otherwise
-
-A request can still choose its own behaviour with an x-mock-behaviour JSON
-header. Exit status: 0 after Ctrl-C, 1 when the address cannot be bound,
-2 usage error.";
+/// Run the embedded mock provider as a server until Ctrl-C.
+///
+/// It serves the OpenAI Responses (/v1/responses), OpenAI Chat Completions
+/// (/v1/chat/completions), Anthropic Messages (/v1/messages) and Gemini
+/// (/v1beta/models/MODEL:streamGenerateContent) streaming APIs on the same
+/// port. The first line on stdout is the base URL to point an application or
+/// an official SDK at (e.g. http://127.0.0.1:40123); the rest goes to
+/// stderr.
+///
+/// A request can still choose its own behaviour with an x-mock-behaviour
+/// JSON header.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 after Ctrl-C, 1 when the address cannot be bound, \
+2 usage error."
+)]
+pub(crate) struct MockArgs {
+    /// Where to listen (default: loopback, a free port)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// What every request gets: `generate` (a generated answer in the API's
+    /// format: a call to the first offered tool, text naming a tool result,
+    /// reasoning first when the request asks for it), `replay FILE` (an .sse
+    /// transcript, byte for byte), `error:STATUS` (an HTTP error in the API's
+    /// error shape: 529 Anthropic overload, 429, 500, ...) or `{JSON}` (any
+    /// behaviour as JSON, as the x-mock-behaviour request header)
+    #[arg(long, value_name = "B", default_value = "generate")]
+    behaviour: String,
+    /// The transcript of `--behaviour replay`
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Tokens of a generated answer (the request's max tokens cuts it with
+    /// the API's length ending)
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    tokens: u64,
+    /// Replay the transcript in chunks of N bytes
+    #[arg(long, value_name = "N", value_parser = args::positive::<usize>)]
+    chunk: Option<usize>,
+    /// stall:N | truncate:N | abort:N | error:N: after N events (generate)
+    /// or chunks (replay), stop sending and hold the connection, end the body
+    /// without a terminal event, reset the connection, or send the API's
+    /// in-stream error event
+    #[arg(long, value_name = "F", value_parser = fault)]
+    fault: Option<Fault>,
+    /// Delay between events (or replay chunks), in ms
+    #[arg(long, value_name = "MS", default_value = "0", value_parser = args::millis)]
+    pacing: Duration,
+    /// Delay after the headers, before the first event, in ms
+    #[arg(long = "first-event-delay-ms", value_name = "MS", default_value = "0", value_parser = args::millis)]
+    first_event_delay: Duration,
+    /// Require this key (Authorization: Bearer, x-api-key); 401 otherwise
+    #[arg(long = "api-key", value_name = "KEY")]
+    api_key: Option<String>,
+}
 
 #[derive(Debug)]
 struct Options {
     config: MockConfig,
 }
 
-fn options(argv: &[String]) -> Result<Option<Options>, String> {
-    let parsed = args::parse(
-        argv,
-        &[
-            "--addr",
-            "--behaviour",
-            "--tokens",
-            "--chunk",
-            "--fault",
-            "--pacing",
-            "--first-event-delay-ms",
-            "--api-key",
-        ],
-        &[],
-    )?;
-    if parsed.help {
-        return Ok(None);
-    }
-    let addr: SocketAddr = parsed.get(
-        "--addr",
-        "an address such as 127.0.0.1:8080",
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )?;
-    let pace = Pace::trickle(Duration::from_millis(parsed.get(
-        "--pacing",
-        "milliseconds",
-        0u64,
-    )?))
-    .first_event_delay(Duration::from_millis(parsed.get(
-        "--first-event-delay-ms",
-        "milliseconds",
-        0u64,
-    )?));
-    let fault = parsed.raw("--fault").map(fault).transpose()?;
-    let behaviour = behaviour(&parsed, pace, fault)?;
+/// Checks what clap cannot check alone (the behaviour and its file).
+fn options(a: MockArgs) -> Result<Options, String> {
+    let pace = Pace::trickle(a.pacing).first_event_delay(a.first_event_delay);
+    let behaviour = behaviour(&a, pace)?;
     let mut config = MockConfig::default()
-        .addr(addr)
+        .addr(a.addr)
         .default_behaviour(behaviour);
-    if let Some(key) = parsed.raw("--api-key") {
-        config = config.api_key(key);
+    if let Some(key) = &a.api_key {
+        config = config.api_key(key.as_str());
     }
-    Ok(Some(Options { config }))
+    Ok(Options { config })
 }
 
-fn behaviour(parsed: &args::Parsed, pace: Pace, fault: Option<Fault>) -> Result<Behaviour, String> {
-    let name = parsed.raw("--behaviour").unwrap_or("generate");
-    let mut positionals = parsed.positionals.iter();
+fn behaviour(a: &MockArgs, pace: Pace) -> Result<Behaviour, String> {
+    let name = a.behaviour.as_str();
+    let mut file = a.file.as_ref();
     let behaviour = if name.starts_with('{') {
-        serde_json::from_str(name).map_err(|e| format!("--behaviour JSON: {e}"))?
+        serde_json::from_str(name).map_err(|e| format!("invalid --behaviour JSON: {e}"))?
     } else if name == "generate" {
-        let mut spec =
-            GenerateSpec::tokens(parsed.get("--tokens", "a number of tokens", 64u64)?).pace(pace);
-        if let Some(f) = fault {
-            spec = spec.fault(f);
+        let mut spec = GenerateSpec::tokens(a.tokens).pace(pace);
+        if let Some(f) = &a.fault {
+            spec = spec.fault(f.clone());
         }
         Behaviour::Generate(spec)
     } else if name == "replay" {
-        let file = positionals
-            .next()
+        let path = file
+            .take()
             .ok_or("--behaviour replay needs a transcript FILE")?;
-        let path = PathBuf::from(file);
         if !path.is_file() {
-            return Err(format!("cannot read transcript `{file}`"));
+            return Err(format!("cannot read transcript '{}'", path.display()));
         }
-        let mut spec = ReplaySpec::file(path).pace(pace);
-        if let Some(n) = parsed.opt::<usize>("--chunk", "a number of bytes")? {
+        let mut spec = ReplaySpec::file(path.clone()).pace(pace);
+        if let Some(n) = a.chunk {
             spec = spec.chunk_bytes(n);
         }
-        if let Some(f) = fault {
-            spec = spec.fault(f);
+        if let Some(f) = &a.fault {
+            spec = spec.fault(f.clone());
         }
         Behaviour::Replay(spec)
     } else if let Some(status) = name.strip_prefix("error:") {
@@ -137,7 +121,7 @@ fn behaviour(parsed: &args::Parsed, pace: Pace, fault: Option<Fault>) -> Result<
             .ok()
             .filter(|s| (400..600).contains(s))
             .ok_or_else(|| {
-                format!("--behaviour error:STATUS needs a 4xx or 5xx status, got `{status}`")
+                format!("invalid --behaviour '{name}': error:STATUS needs a 4xx or 5xx status")
             })?;
         let spec = match status {
             529 => ErrorSpec::anthropic(529, "overloaded_error", "Overloaded"),
@@ -153,18 +137,21 @@ fn behaviour(parsed: &args::Parsed, pace: Pace, fault: Option<Fault>) -> Result<
         Behaviour::Error(spec)
     } else {
         return Err(format!(
-            "unknown --behaviour `{name}` (generate, replay FILE, error:STATUS or JSON)"
+            "invalid --behaviour '{name}' (generate, replay FILE, error:STATUS or JSON)"
         ));
     };
-    if let Some(extra) = positionals.next() {
-        return Err(format!("unexpected argument `{extra}`"));
+    if let Some(extra) = file {
+        return Err(format!(
+            "unexpected argument '{}': only --behaviour replay takes a FILE",
+            extra.display()
+        ));
     }
     Ok(behaviour)
 }
 
 /// `stall:N`, `truncate:N`, `abort:N` or `error:N`.
 fn fault(text: &str) -> Result<Fault, String> {
-    let bad = || format!("--fault expects stall:N, truncate:N, abort:N or error:N, got `{text}`");
+    let bad = || "expects stall:N, truncate:N, abort:N or error:N".to_owned();
     let (kind, n) = text.split_once(':').ok_or_else(bad)?;
     let after: u64 = n.parse().map_err(|_| bad())?;
     Ok(match kind {
@@ -181,8 +168,8 @@ fn fault(text: &str) -> Result<Fault, String> {
 }
 
 /// Runs the subcommand.
-pub(crate) fn run(argv: &[String]) -> i32 {
-    super::run_async("mock", HELP, options(argv), serve)
+pub(crate) fn run(args: MockArgs) -> i32 {
+    super::run_async("mock", options(args), serve)
 }
 
 async fn serve(o: Options) -> Result<i32, String> {
@@ -190,23 +177,23 @@ async fn serve(o: Options) -> Result<i32, String> {
     let server = MockServer::start(o.config)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    {
+    // The URL is what a script reads: without it the server is of no use.
+    let printed = {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", server.url()).map_err(|e| e.to_string())?;
-        out.flush().map_err(|e| e.to_string())?;
+        writeln!(out, "{}", server.url()).and_then(|()| out.flush())
+    };
+    if let Err(e) = printed {
+        server.shutdown().await;
+        return Err(format!("cannot print the URL on stdout: {e}"));
     }
-    let _ = writeln!(
-        std::io::stderr().lock(),
+    errln!(
         "demandflow mock: serving {} /v1/responses, /v1/chat/completions, /v1/messages, /v1beta/models/MODEL:streamGenerateContent until Ctrl-C",
         server.url()
     );
     super::interrupted().await;
     let requests = server.total_requests();
     server.shutdown().await;
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "demandflow mock: stopped after {requests} requests"
-    );
+    errln!("demandflow mock: stopped after {requests} requests");
     Ok(0)
 }
 
@@ -214,13 +201,21 @@ async fn serve(o: Options) -> Result<i32, String> {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    /// The options of `demandflow mock ARGS`, or the error's text.
+    fn options_of(list: &[&str]) -> Result<Options, String> {
+        use clap::Parser;
+        let argv = ["demandflow", "mock"].iter().chain(list);
+        match super::super::Cli::try_parse_from(argv).map_err(|e| e.to_string())? {
+            super::super::Cli {
+                command: super::super::Command::Mock(a),
+            } => options(a),
+            other => panic!("not mock: {other:?}"),
+        }
     }
 
     #[test]
     fn behaviours_faults_and_pacing_parse() {
-        let o = options(&args(&[
+        let o = options_of(&[
             "--addr",
             "127.0.0.1:0",
             "--tokens",
@@ -229,8 +224,7 @@ mod tests {
             "stall:3",
             "--pacing",
             "20",
-        ]))
-        .unwrap()
+        ])
         .unwrap();
         let Behaviour::Generate(spec) = o.config.default_behaviour else {
             panic!("generate expected");
@@ -238,12 +232,10 @@ mod tests {
         assert_eq!(spec.tokens, Some(5));
         assert_eq!(spec.fault, Some(Fault::Stall { after: 3 }));
         assert_eq!(spec.pace.event_delay, Duration::from_millis(20));
-        let o = options(&args(&["--behaviour", "error:529"]))
-            .unwrap()
-            .unwrap();
+        let o = options_of(&["--behaviour", "error:529"]).unwrap();
         assert!(matches!(o.config.default_behaviour, Behaviour::Error(ref e) if e.status == 529));
         let json = r#"{"kind":"generate","tokens":2}"#;
-        let o = options(&args(&["--behaviour", json])).unwrap().unwrap();
+        let o = options_of(&["--behaviour", json]).unwrap();
         assert!(matches!(o.config.default_behaviour, Behaviour::Generate(_)));
     }
 
@@ -259,8 +251,8 @@ mod tests {
             &["--addr", "nowhere"],
             &["stray"],
         ] {
-            assert!(options(&args(bad)).is_err(), "{bad:?}");
+            let e = options_of(bad).unwrap_err();
+            assert!(e.contains(bad[bad.len() - 1]), "{bad:?}: {e}");
         }
-        assert!(matches!(options(&args(&["--help"])), Ok(None)));
     }
 }

@@ -6,53 +6,87 @@
 //! `{"summary":{...}}` line as `replay`. Exit status: 0 for `completed` or
 //! `incomplete`, 1 for any other outcome, 2 for a usage error.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use demandflow::{BoxError, Consumer, Context, Pipeline, Restart, Subscribe};
 use demandflow_stages::provider::{
-    Api, ApiKey, ExponentialBackoff, ProviderConfig, ProviderEvent, ProviderProducer, Status,
-    Timeouts, Usage,
+    Api, ApiKey, ConfigError, ExponentialBackoff, ProviderConfig, ProviderEvent, ProviderProducer,
+    Status, Timeouts, Usage,
 };
 use serde::Serialize;
 
-use super::args;
 use super::demo::status_name;
+use super::{args, output};
 
-const HELP: &str = "\
-usage: demandflow stream --api API --base-url URL [--model M] [--prompt P]
-                         [--max-tokens N] [--deadline-ms N] [--consumer-delay-ms N] [--json]
-                         [--connect-timeout-ms N] [--first-event-timeout-ms N]
-                         [--idle-timeout-ms N] [--total-timeout-ms N] [--retries N]
-
-Sends one streaming request and runs the answer through a pipeline whose
-consumer sleeps --consumer-delay-ms per event (a slow consumer pushes back to
-the server through TCP). Prints the text as it arrives (--json: each
-normalised event as a JSON line), then one summary line:
-  {\"summary\":{\"status\":S,\"text\":T,\"usage\":U,\"events\":N}}
-S is completed, incomplete, refused, failed, truncated, cancelled,
-deadline_exceeded (--deadline-ms passed) or timed_out (a read timeout fired;
-stderr names which: connect_timeout, first_event_timeout, idle_timeout,
-total_timeout). docs/providers.md maps each API's stop reasons to these.
-
-  --api API        openai-responses | openai-chat | anthropic-messages | gemini
-  --base-url URL   scheme, host, port and optional path prefix; the API's path
-                   (/v1/responses, /v1/chat/completions, /v1/messages,
-                   /v1beta/models/MODEL:streamGenerateContent?alt=sse) is
-                   appended, without a second /v1
-  --connect-timeout-ms N      TCP/TLS connect, per attempt (default 5000)
-  --first-event-timeout-ms N  request sent to first event, per attempt
-                              (default 10000)
-  --idle-timeout-ms N         consumer asking to the next event once
-                              streaming (default 60000)
-  --total-timeout-ms N        the whole request, retries included (default none)
-  --retries N                 retries before the first event (default 2)
-The key is read from OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY (a
-placeholder is sent when unset, for local servers).
-
-exit status: 0 completed or incomplete, 1 any other outcome (refused
-included), 2 usage error";
+/// One real streaming request to an LLM provider (or a local server).
+///
+/// Sends one streaming request and runs the answer through a pipeline whose
+/// consumer sleeps --consumer-delay-ms per event (a slow consumer pushes back
+/// to the server through TCP). Prints the text as it arrives (--json: each
+/// normalised event as a JSON line), then one summary line:
+///   {"summary":{"status":S,"text":T,"usage":U,"events":N}}
+/// S is completed, incomplete, refused, failed, truncated, cancelled,
+/// deadline_exceeded (--deadline-ms passed) or timed_out (a read timeout
+/// fired; stderr names which: connect_timeout, first_event_timeout,
+/// idle_timeout, total_timeout). docs/providers.md maps each API's stop
+/// reasons to these.
+///
+/// While nothing arrives, stderr says what the command waits for and for how
+/// long (redrawn in place on a terminal, a line every 5 s otherwise).
+///
+/// The key is read from OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY
+/// (a placeholder is sent when unset, for local servers).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 completed or incomplete, 1 any other outcome (refused \
+included), 2 usage error. A closed stdout ends the request quietly with 0."
+)]
+pub(crate) struct StreamArgs {
+    /// The provider's streaming API
+    #[arg(long, value_name = "API", value_parser = args::api())]
+    api: Api,
+    /// Scheme, host, port and optional path prefix; the API's path
+    /// (/v1/responses, /v1/chat/completions, /v1/messages,
+    /// /v1beta/models/MODEL:streamGenerateContent?alt=sse) is appended,
+    /// without a second /v1
+    #[arg(long = "base-url", value_name = "URL")]
+    base_url: String,
+    /// The model (default: the API's default model)
+    #[arg(long, value_name = "M")]
+    model: Option<String>,
+    /// The user message
+    #[arg(long, value_name = "P", default_value = "Say hello.")]
+    prompt: String,
+    /// Most tokens to generate
+    #[arg(long = "max-tokens", value_name = "N", value_parser = args::positive::<u32>)]
+    max_tokens: Option<u32>,
+    /// End the pipeline after this many ms (status deadline_exceeded)
+    #[arg(long = "deadline-ms", value_name = "MS", value_parser = args::millis)]
+    deadline: Option<Duration>,
+    /// The consumer's delay per event, in ms
+    #[arg(long = "consumer-delay-ms", value_name = "MS", default_value = "0", value_parser = args::millis)]
+    delay: Duration,
+    /// Print each normalised event as one JSON line instead of the text
+    #[arg(long)]
+    json: bool,
+    /// TCP/TLS connect, per attempt [default: 5000]
+    #[arg(long = "connect-timeout-ms", value_name = "MS", value_parser = args::positive_millis)]
+    connect_timeout: Option<Duration>,
+    /// Request sent to first event, per attempt [default: 10000]
+    #[arg(long = "first-event-timeout-ms", value_name = "MS", value_parser = args::positive_millis)]
+    first_event_timeout: Option<Duration>,
+    /// Consumer asking to the next event once streaming [default: 60000]
+    #[arg(long = "idle-timeout-ms", value_name = "MS", value_parser = args::positive_millis)]
+    idle_timeout: Option<Duration>,
+    /// The whole request, retries included [default: none]
+    #[arg(long = "total-timeout-ms", value_name = "MS", value_parser = args::positive_millis)]
+    total_timeout: Option<Duration>,
+    /// Retries before the first event [default: 2]
+    #[arg(long, value_name = "N")]
+    retries: Option<u32>,
+}
 
 /// Sent when the key's variable is unset: local servers accept anything.
 const PLACEHOLDER_KEY: &str = "demandflow-no-key";
@@ -67,103 +101,80 @@ struct Options {
     deadline: Option<Duration>,
     delay: Duration,
     json: bool,
+    retries: u32,
 }
 
-fn options(argv: &[String]) -> Result<Option<Options>, String> {
-    let parsed = args::parse(
-        argv,
-        &[
-            "--api",
-            "--base-url",
-            "--model",
-            "--prompt",
-            "--max-tokens",
-            "--deadline-ms",
-            "--consumer-delay-ms",
-            "--connect-timeout-ms",
-            "--first-event-timeout-ms",
-            "--idle-timeout-ms",
-            "--total-timeout-ms",
-            "--retries",
-        ],
-        &["--json"],
-    )?;
-    if parsed.help {
-        return Ok(None);
-    }
-    parsed.no_positionals()?;
-    let api: Api = parsed
-        .raw("--api")
-        .ok_or("missing --api openai-responses|openai-chat|anthropic-messages|gemini")?
-        .parse()
-        .map_err(|e: demandflow_stages::provider::ParseApiError| e.to_string())?;
-    let base = parsed.raw("--base-url").ok_or("missing --base-url URL")?;
-    let var = match api {
+/// Checks what clap cannot check alone (the URL) and builds the request.
+fn options(a: StreamArgs) -> Result<Options, String> {
+    let var = match a.api {
         Api::AnthropicMessages => "ANTHROPIC_API_KEY",
         Api::Gemini => "GEMINI_API_KEY",
         _ => "OPENAI_API_KEY",
     };
     let key = ApiKey::from_env(var).unwrap_or_else(|| ApiKey::new(PLACEHOLDER_KEY));
-    let mut config = ProviderConfig::new(api, base)
-        .map_err(|e| e.to_string())?
+    let mut config = ProviderConfig::new(a.api, &a.base_url)
+        .map_err(|e| base_url_error(&a.base_url, e))?
         .api_key(key)
-        .prompt(parsed.raw("--prompt").unwrap_or("Say hello."));
-    if let Some(model) = parsed.raw("--model") {
-        config = config.model(model);
+        .prompt(a.prompt.as_str());
+    if let Some(model) = &a.model {
+        config = config.model(model.as_str());
     }
-    if let Some(n) = parsed.opt::<u32>("--max-tokens", "a number of tokens")? {
-        if n == 0 {
-            return Err("--max-tokens must be at least 1".into());
-        }
+    if let Some(n) = a.max_tokens {
         config = config.max_tokens(n);
     }
-    config = config.timeouts(timeouts(&parsed)?);
-    if let Some(n) = parsed.opt::<u32>("--retries", "a number of retries")? {
-        config = config.retry_policy(ExponentialBackoff::default().max_retries(n));
-    }
-    let deadline = parsed
-        .opt::<u64>("--deadline-ms", "milliseconds")?
-        .map(Duration::from_millis);
-    let delay = Duration::from_millis(parsed.get("--consumer-delay-ms", "milliseconds", 0u64)?);
-    Ok(Some(Options {
-        config,
-        deadline,
-        delay,
-        json: parsed.flag("--json"),
-    }))
-}
-
-/// The read timeouts given by flags, the defaults for the rest. Zero is
-/// refused: it would fail every request at once.
-fn timeouts(parsed: &args::Parsed) -> Result<Timeouts, String> {
-    let ms = |name: &str| -> Result<Option<Duration>, String> {
-        match parsed.opt::<u64>(name, "milliseconds")? {
-            Some(0) => Err(format!("{name} must be at least 1")),
-            other => Ok(other.map(Duration::from_millis)),
-        }
-    };
     let mut t = Timeouts::default();
-    if let Some(d) = ms("--connect-timeout-ms")? {
+    if let Some(d) = a.connect_timeout {
         t = t.connect(d);
     }
-    if let Some(d) = ms("--first-event-timeout-ms")? {
+    if let Some(d) = a.first_event_timeout {
         t = t.first_event(d);
     }
-    if let Some(d) = ms("--idle-timeout-ms")? {
+    if let Some(d) = a.idle_timeout {
         t = t.idle(d);
     }
-    if let Some(d) = ms("--total-timeout-ms")? {
+    if let Some(d) = a.total_timeout {
         t = t.total(d);
     }
-    Ok(t)
+    config = config.timeouts(t);
+    let retries = a
+        .retries
+        .unwrap_or_else(|| ExponentialBackoff::default().retries());
+    if let Some(n) = a.retries {
+        config = config.retry_policy(ExponentialBackoff::default().max_retries(n));
+    }
+    Ok(Options {
+        config,
+        deadline: a.deadline,
+        delay: a.delay,
+        json: a.json,
+        retries,
+    })
+}
+
+/// `invalid --base-url 'TYPED': REASON`. What was typed is echoed unless it
+/// may hold credentials (an `@`): then the library's redacted form.
+fn base_url_error(typed: &str, e: ConfigError) -> String {
+    match e {
+        ConfigError::BaseUrl { url, reason } => {
+            let shown = if !typed.contains('@') {
+                typed
+            } else if url != "<unparsable>" {
+                url.as_str()
+            } else {
+                "(not shown: it may hold credentials)"
+            };
+            format!("invalid --base-url '{shown}': {reason}")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Runs the subcommand.
-pub(crate) fn run(argv: &[String]) -> i32 {
-    super::run_async("stream", HELP, options(argv), stream)
+pub(crate) fn run(args: StreamArgs) -> i32 {
+    super::run_async("stream", options(args), stream)
 }
 
-/// What the summary line reports.
+/// What the summary line reports, and what the waiting line needs.
 #[derive(Debug, Default)]
 struct Totals {
     text: String,
@@ -171,6 +182,10 @@ struct Totals {
     status: Option<Status>,
     events: usize,
     ends_with_newline: bool,
+    /// When the consumer last received an event.
+    last_event: Option<Instant>,
+    /// The waiting line is drawn on the terminal (stderr).
+    waiting_drawn: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -186,32 +201,32 @@ impl Consumer<ProviderEvent> for Sink {
             {
                 let mut t = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
                 t.events += 1;
-                let mut out = std::io::stdout().lock();
+                t.last_event = Some(Instant::now());
+                if std::mem::take(&mut t.waiting_drawn) {
+                    clear_waiting_line();
+                }
+                // A closed stdout is noticed by the run loop, which ends
+                // the request.
                 if self.json {
-                    // A closed stdout is not the stream's failure.
-                    let _ = serde_json::to_writer(&mut out, event);
-                    let _ = out.write_all(b"\n");
+                    let mut line = serde_json::to_vec(event).unwrap_or_default();
+                    line.push(b'\n');
+                    output::out_bytes(&line);
                 }
                 match event {
                     ProviderEvent::TextDelta { text } => {
                         t.text.push_str(text);
                         if !self.json && !text.is_empty() {
-                            let _ = out.write_all(text.as_bytes());
+                            output::out_bytes(text.as_bytes());
                             t.ends_with_newline = text.ends_with('\n');
                         }
                     }
                     ProviderEvent::Usage(u) => t.usage = Some(*u),
                     ProviderEvent::Done { status, .. } => t.status = Some(*status),
                     ProviderEvent::Error { kind, message } if !self.json => {
-                        let _ = out.flush();
-                        let _ = writeln!(
-                            std::io::stderr().lock(),
-                            "demandflow stream: provider error: {kind}: {message}"
-                        );
+                        errln!("demandflow stream: provider error: {kind}: {message}");
                     }
                     _ => {}
                 }
-                let _ = out.flush();
             }
             if !self.delay.is_zero() {
                 tokio::select! {
@@ -222,6 +237,62 @@ impl Consumer<ProviderEvent> for Sink {
         }
         Ok(())
     }
+}
+
+/// Erases the waiting line drawn on the terminal.
+fn clear_waiting_line() {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(b"\r\x1b[K");
+    let _ = err.flush();
+}
+
+/// `5 s`, `1.5 s`, `none`.
+fn secs(d: Option<Duration>) -> String {
+    match d {
+        None => "none".to_owned(),
+        Some(d) => format!("{} s", d.as_secs_f64()),
+    }
+}
+
+/// What the request waits for, said once before it is sent.
+fn announce(config: &ProviderConfig, retries: u32) -> String {
+    let t = config.timeout_settings();
+    format!(
+        "demandflow stream: POST {}: connecting and waiting for the first event \
+         (timeouts: connect {}, first event {} per attempt, idle {}, total {}; {} retries)",
+        config.endpoint(),
+        secs(Some(t.connect)),
+        secs(Some(t.first_event)),
+        secs(Some(t.idle)),
+        secs(t.total),
+        retries,
+    )
+}
+
+/// The waiting line after `waited` without an event; `None` while the wait
+/// is too short to mention.
+fn waiting_line(events: usize, waited: Duration, t: &Timeouts) -> Option<String> {
+    if waited < Duration::from_secs(1) {
+        return None;
+    }
+    let (what, limit) = if events == 0 {
+        (
+            "the first event",
+            format!(
+                "first-event timeout {} per attempt",
+                secs(Some(t.first_event))
+            ),
+        )
+    } else {
+        (
+            "the next event",
+            format!("idle timeout {}", secs(Some(t.idle))),
+        )
+    };
+    Some(format!(
+        "demandflow stream: waiting for {what}: {} s ({limit}; Ctrl-C to stop)",
+        waited.as_secs()
+    ))
 }
 
 #[derive(Serialize)]
@@ -255,6 +326,8 @@ fn outcome(seen: Option<Status>, pipeline: &demandflow::Status) -> Status {
 }
 
 async fn stream(o: Options) -> Result<i32, String> {
+    let timeouts = *o.config.timeout_settings();
+    errln!("{}", announce(&o.config, o.retries));
     let producer = ProviderProducer::new(o.config).map_err(|e| e.to_string())?;
     let totals = Arc::new(Mutex::new(Totals::default()));
     let mut p = Pipeline::new();
@@ -276,29 +349,77 @@ async fn stream(o: Options) -> Result<i32, String> {
     if let Some(d) = o.deadline {
         p = p.timeout(d);
     }
+    let start = Instant::now();
     let handle = p.spawn().map_err(|e| e.to_string())?;
     // Ctrl-C cancels the pipeline (closing the connection) and still ends
     // with the summary line, status `cancelled`.
     let watch = handle.watch();
-    tokio::select! {
-        _ = watch.stopped() => {}
-        _ = super::interrupted() => handle.cancel(),
+    let stopped = watch.stopped();
+    tokio::pin!(stopped);
+    let on_terminal = std::io::stderr().is_terminal();
+    // The waiting line must not land inside the text: on a shared terminal
+    // it is drawn only before the first text or after a complete line.
+    let text_on_terminal = !o.json && std::io::stdout().is_terminal();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut plain_reported = 0u64;
+    let mut cancelled = false;
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            _ = super::interrupted(), if !cancelled => {
+                cancelled = true;
+                handle.cancel();
+            }
+            _ = tick.tick() => {
+                if output::stdout_closed() && !cancelled {
+                    // Nobody reads the answer any more: end the request.
+                    cancelled = true;
+                    handle.cancel();
+                }
+                let mut t = totals.lock().unwrap_or_else(PoisonError::into_inner);
+                let waited = t.last_event.unwrap_or(start).elapsed();
+                let Some(line) = waiting_line(t.events, waited, &timeouts) else {
+                    plain_reported = 0;
+                    continue;
+                };
+                if on_terminal {
+                    let clean_row = !text_on_terminal || t.text.is_empty() || t.ends_with_newline;
+                    if clean_row {
+                        let mut err = std::io::stderr().lock();
+                        let _ = write!(err, "\r{line}\x1b[K");
+                        let _ = err.flush();
+                        t.waiting_drawn = true;
+                    }
+                } else if waited.as_secs() / 5 > plain_reported {
+                    // A plain line every 5 s of waiting: logs stay short.
+                    plain_reported = waited.as_secs() / 5;
+                    errln!("{line}");
+                }
+            }
+        }
+    }
+    {
+        let mut t = totals.lock().unwrap_or_else(PoisonError::into_inner);
+        if std::mem::take(&mut t.waiting_drawn) {
+            clear_waiting_line();
+        }
     }
     let report = match handle.join().await {
         Ok(r) => r,
         Err(e) => e.into_report(),
     };
+    if output::stdout_closed() {
+        // The reader took what it wanted; no summary, no complaint.
+        return Ok(0);
+    }
     let t = std::mem::take(&mut *totals.lock().unwrap_or_else(PoisonError::into_inner));
     let status = outcome(t.status, &report.status);
     if let demandflow::Status::Failed { stage, error } = &report.status {
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "demandflow stream: stage `{stage}` failed: {error}"
-        );
+        errln!("demandflow stream: stage `{stage}` failed: {error}");
     }
-    let mut out = std::io::stdout().lock();
     if !o.json && !t.text.is_empty() && !t.ends_with_newline {
-        let _ = out.write_all(b"\n");
+        output::out_bytes(b"\n");
     }
     let line = SummaryLine {
         summary: Summary {
@@ -308,9 +429,9 @@ async fn stream(o: Options) -> Result<i32, String> {
             events: t.events,
         },
     };
-    serde_json::to_writer(&mut out, &line).map_err(|e| e.to_string())?;
-    let _ = out.write_all(b"\n");
-    let _ = out.flush();
+    let mut json = serde_json::to_vec(&line).map_err(|e| e.to_string())?;
+    json.push(b'\n');
+    output::out_bytes(&json);
     Ok(match status {
         Status::Completed | Status::Incomplete => 0,
         _ => 1,
@@ -352,55 +473,100 @@ mod tests {
         );
     }
 
+    /// The options of `demandflow stream ARGS`, or the error's text.
+    fn parse(list: &[&str]) -> Result<Options, String> {
+        use clap::Parser;
+        let argv = ["demandflow", "stream"].iter().chain(list);
+        match super::super::Cli::try_parse_from(argv).map_err(|e| e.to_string())? {
+            super::super::Cli {
+                command: super::super::Command::Stream(a),
+            } => options(a),
+            other => panic!("not stream: {other:?}"),
+        }
+    }
+
     #[test]
-    fn usage_errors() {
-        let args = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert!(options(&args(&["--base-url", "http://127.0.0.1:1"])).is_err());
-        assert!(options(&args(&["--api", "openai-chat"])).is_err());
-        assert!(options(&args(&["--api", "cohere", "--base-url", "http://x"])).is_err());
-        assert!(options(&args(&["--api", "openai-chat", "--base-url", "nope"])).is_err());
-        assert!(options(&args(&[
+    fn usage_errors_echo_what_was_typed() {
+        let base = ["--api", "openai-chat", "--base-url", "http://127.0.0.1:1"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        for (bad, echo) in [
+            (&["--base-url", "http://127.0.0.1:1"][..], "--api"),
+            (&["--api", "openai-chat"], "--base-url"),
+            (&["--api", "cohere", "--base-url", "http://x"], "'cohere'"),
+            (
+                &["--api", "openai-chat", "--base-url", "nope"],
+                "invalid --base-url 'nope': ",
+            ),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(echo), "{bad:?}: {e}");
+        }
+        for (extra, echo) in [
+            (&["--max-tokens", "0"][..], "'0'"),
+            (&["--idle-timeout-ms", "0"], "'0'"),
+            (&["--first-event-timeout-ms", "soon"], "'soon'"),
+            (&["--retries", "-1"], "'-1'"),
+        ] {
+            let e = with(extra).unwrap_err();
+            assert!(e.contains(echo), "{extra:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_url_with_credentials_is_not_echoed() {
+        let e = parse(&[
             "--api",
             "openai-chat",
             "--base-url",
-            "http://127.0.0.1:1",
-            "--max-tokens",
-            "0"
-        ]))
-        .is_err());
-        assert!(matches!(options(&args(&["--help"])), Ok(None)));
-        let base = ["--api", "openai-chat", "--base-url", "http://127.0.0.1:1"];
-        let with = |extra: &[&str]| options(&args(&[&base[..], extra].concat()));
-        assert!(with(&["--idle-timeout-ms", "0"]).is_err());
-        assert!(with(&["--first-event-timeout-ms", "soon"]).is_err());
-        assert!(with(&["--retries", "-1"]).is_err());
+            "ftp://user:secret@host",
+        ])
+        .unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+        assert!(e.contains("invalid --base-url"), "{e}");
+    }
+
+    #[test]
+    fn waiting_lines_name_what_and_the_timeout() {
+        let t = Timeouts::default();
+        assert_eq!(waiting_line(0, Duration::from_millis(500), &t), None);
+        let first = waiting_line(0, Duration::from_secs(3), &t).unwrap();
+        assert!(
+            first.contains("first event: 3 s") && first.contains("10 s"),
+            "{first}"
+        );
+        let next = waiting_line(4, Duration::from_secs(7), &t).unwrap();
+        assert!(
+            next.contains("next event: 7 s") && next.contains("idle timeout 60 s"),
+            "{next}"
+        );
     }
 
     #[test]
     fn timeout_flags_set_each_timeout() {
-        let argv: Vec<String> = [
-            "--api",
-            "openai-chat",
-            "--base-url",
-            "http://127.0.0.1:1",
-            "--connect-timeout-ms",
-            "11",
-            "--first-event-timeout-ms",
-            "22",
-            "--idle-timeout-ms=33",
-            "--total-timeout-ms",
-            "44",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        let o = options(&argv).unwrap().unwrap();
+        let base = ["--api", "openai-chat", "--base-url", "http://127.0.0.1:1"];
+        let o = parse(
+            &[
+                &base[..],
+                &[
+                    "--connect-timeout-ms",
+                    "11",
+                    "--first-event-timeout-ms",
+                    "22",
+                    "--idle-timeout-ms=33",
+                    "--total-timeout-ms",
+                    "44",
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
         let t = o.config.timeout_settings();
         assert_eq!(t.connect, Duration::from_millis(11));
         assert_eq!(t.first_event, Duration::from_millis(22));
         assert_eq!(t.idle, Duration::from_millis(33));
         assert_eq!(t.total, Some(Duration::from_millis(44)));
-        let defaults = options(&argv[..4]).unwrap().unwrap();
+        let defaults = parse(&base).unwrap();
         assert_eq!(*defaults.config.timeout_settings(), Timeouts::default());
+        assert!(announce(&o.config, 2).contains("connect 0.011 s"));
     }
 }

@@ -5,6 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+#[path = "../src/cli/bench/shapes.rs"]
 mod shapes;
 
 const EVENTS: u64 = 2_000_000;

@@ -1,8 +1,10 @@
 //! The standard benchmark shapes, each as a demandflow pipeline and as a
 //! hand-written tokio baseline of the same shape.
 //!
-//! Shared by the criterion benches and `demandflow bench` (included by path),
-//! so both measure exactly the same code.
+//! Shared by `demandflow bench` and the criterion bench
+//! `stages/benches/pipeline_throughput.rs` (which includes this file by
+//! path, inside the package so that it can be published), so both measure
+//! exactly the same code.
 //!
 //! Baselines follow the definition: bounded `mpsc` channels carrying
 //! `Vec<u64>` batches of 500 (`max_demand - min_demand` at the defaults),
