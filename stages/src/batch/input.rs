@@ -368,8 +368,8 @@ impl<R: AsyncBufRead + Unpin> BatchReader<R> {
                     custom_id: Some(custom_id),
                     message: format!(
                         "the line is for {} but the batch is for {} (from {from}); one batch sends to one API",
-                        api_name(api),
-                        api_name(want)
+                        api.as_str(),
+                        want.as_str()
                     ),
                 });
             }
@@ -398,16 +398,6 @@ impl<R: AsyncBufRead + Unpin> BatchReader<R> {
                 Err(err) => Some((Err(err), None)),
             }
         })
-    }
-}
-
-/// The API's name as `--api` spells it.
-fn api_name(api: Api) -> &'static str {
-    match api {
-        Api::OpenAiResponses => "openai-responses",
-        Api::OpenAiChat => "openai-chat",
-        Api::AnthropicMessages => "anthropic-messages",
-        _ => "gemini",
     }
 }
 
