@@ -191,9 +191,7 @@ pub fn progress_line(snapshot: &Snapshot, elapsed: Duration) -> String {
     let total = snapshot
         .total
         .map_or_else(|| "?".to_string(), |t| t.to_string());
-    let eta = rates
-        .eta
-        .map_or_else(|| "?".to_string(), format_duration);
+    let eta = rates.eta.map_or_else(|| "?".to_string(), format_duration);
     format!(
         "{}/{total} done, {:.1} req/s, {:.0} tok/s, {} 429s, ETA {eta}",
         snapshot.done(),
