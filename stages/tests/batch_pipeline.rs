@@ -191,6 +191,15 @@ async fn resume_cuts_a_torn_tail_and_refuses_a_foreign_line_in_the_middle() {
         other => panic!("a foreign first line: {other:?}"),
     }
     assert_eq!(std::fs::read(&output).unwrap(), middle, "left as it was");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        2,
+        "output and failures file only: {leftovers:?}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

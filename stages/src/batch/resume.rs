@@ -106,8 +106,27 @@ pub(crate) async fn resume_with_cap(output: &Path, cap: usize) -> Result<ResumeS
     let mut tmp_name = failed.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
+    let scanned = scan(output, &tmp, cap).await;
+    match scanned {
+        Ok(state) => {
+            tokio::fs::rename(&tmp, &failed)
+                .await
+                .map_err(io(&failed))?;
+            Ok(state)
+        }
+        Err(err) => {
+            // The failures file stays as it was; only the half-built copy goes.
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(err)
+        }
+    }
+}
+
+/// Scans `output`, cutting a torn tail, and writes its failures to `tmp`.
+async fn scan(output: &Path, tmp: &Path, cap: usize) -> Result<ResumeState, OutputError> {
+    let io = OutputError::io;
     let mut state = ResumeState::default();
-    let mut failures = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
+    let mut failures = tokio::fs::File::create(tmp).await.map_err(io(tmp))?;
 
     let file = match tokio::fs::File::open(output).await {
         Ok(file) => Some(file),
@@ -173,7 +192,7 @@ pub(crate) async fn resume_with_cap(output: &Path, cap: usize) -> Result<ResumeS
             state.by_status[record.status.index()] += 1;
             if record.status.is_failure() {
                 buf.push(b'\n');
-                failures.write_all(&buf).await.map_err(io(&tmp))?;
+                failures.write_all(&buf).await.map_err(io(tmp))?;
                 state.failed += 1;
             }
             offset += len + 1;
@@ -188,11 +207,7 @@ pub(crate) async fn resume_with_cap(output: &Path, cap: usize) -> Result<ResumeS
             state.truncated_bytes = len;
         }
     }
-    failures.flush().await.map_err(io(&tmp))?;
-    failures.sync_all().await.map_err(io(&tmp))?;
-    drop(failures);
-    tokio::fs::rename(&tmp, &failed)
-        .await
-        .map_err(io(&failed))?;
+    failures.flush().await.map_err(io(tmp))?;
+    failures.sync_all().await.map_err(io(tmp))?;
     Ok(state)
 }
