@@ -9,6 +9,7 @@
 //! | [`sse`] | [`SseDecoder`](sse::SseDecoder): an incremental WHATWG Server-Sent Events decoder. It is pure (bytes in, events out), and its output does not depend on how the bytes were split into chunks |
 //! | [`provider`] | [`ProviderProducer`](provider::ProviderProducer) (a demandflow producer) and [`ProviderStream`](provider::ProviderStream) (a `futures::Stream`) for OpenAI Responses, OpenAI Chat Completions and Anthropic Messages streams, normalised into [`ProviderEvent`](provider::ProviderEvent) (text, reasoning, refusals, tool calls, server tools, citations; one outcome vocabulary); [`FinalMessage`](provider::FinalMessage) accumulation ([`final_messages`](provider::final_messages), [`ProviderStream::final_message`](provider::ProviderStream::final_message)); the request model ([`Message`](provider::Message), [`Tool`](provider::Tool), [`ReasoningConfig`](provider::ReasoningConfig)). Also the configuration ([`ProviderConfig`](provider::ProviderConfig), [`Timeouts`](provider::Timeouts), [`ApiKey`](provider::ApiKey)), retries ([`RetryPolicy`](provider::RetryPolicy)) and the immutable [`ProviderRegistry`](provider::ProviderRegistry) |
 //! | [`mock`] | [`MockServer`](mock::MockServer): a loopback HTTP server that streams generated or recorded answers, with pacing and faults. It is the default for the demo, the tests and the benchmarks |
+//! | [`batch`] | the file side of `demandflow batch`: [`BatchReader`](batch::BatchReader) streams OpenAI Batch API and Anthropic Message Batches JSONL lines (one [`LineError`](batch::LineError) per malformed line, never a stop), [`BatchWriter`](batch::BatchWriter) writes one whole [`BatchResult`](batch::BatchResult) line per request plus `<output>.failed.jsonl`, [`resume`](batch::resume) finds what a killed run finished, [`Counters`](batch::Counters), [`ProgressTask`](batch::ProgressTask) and [`Summary`](batch::Summary) show how far it got |
 //! | [`replay`] | `demandflow replay`: a recorded transcript through the same decoder as the live producers |
 //! | `nats` | feature `nats`: `JetStreamSource`, `JetStreamSink`, `Acked`, `term_dead_letters`, for splitting a pipeline across processes |
 //!
@@ -80,6 +81,7 @@
 // docs.rs (nightly, `--cfg docsrs`) marks the `nats` module with its feature.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod batch;
 pub mod mock;
 #[cfg(feature = "nats")]
 pub mod nats;
