@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use demandflow_stages::mock::{
-    Behaviour, ErrorSpec, Fault, GenerateSpec, MockConfig, MockServer, Pace, ReplaySpec,
+    Behaviour, ErrorSpec, Fault, GenerateSpec, MockConfig, MockServer, Pace, RateLimits, ReplaySpec,
 };
 use demandflow_stages::provider::Api;
 
@@ -69,6 +69,43 @@ pub(crate) struct MockArgs {
     /// Require this key (Authorization: Bearer, x-api-key); 401 otherwise
     #[arg(long = "api-key", value_name = "KEY")]
     api_key: Option<String>,
+    /// Enforce a requests-per-minute limit (with --tpm): token buckets per
+    /// API key, the API's rate-limit headers on every answer, 429 with
+    /// retry-after when a bucket is empty
+    #[arg(long, value_name = "N", requires = "tpm", value_parser = args::positive::<u64>)]
+    rpm: Option<u64>,
+    /// Enforce a tokens-per-minute limit (with --rpm); a request costs its
+    /// input (text length / 4) plus its max tokens
+    #[arg(long, value_name = "N", requires = "rpm", value_parser = args::positive::<u64>)]
+    tpm: Option<u64>,
+    /// Anthropic's separate input-tokens-per-minute limit (default: --tpm)
+    #[arg(long, value_name = "N", requires = "rpm", value_parser = args::positive::<u64>)]
+    itpm: Option<u64>,
+    /// Anthropic's separate output-tokens-per-minute limit (default: --tpm)
+    #[arg(long, value_name = "N", requires = "rpm", value_parser = args::positive::<u64>)]
+    otpm: Option<u64>,
+    /// How much of a minute's limit may arrive at once, in ms (the buckets'
+    /// capacity); OpenAI enforces per-minute limits over shorter periods
+    #[arg(long = "burst-ms", value_name = "MS", requires = "rpm", value_parser = args::positive_millis)]
+    burst: Option<Duration>,
+    /// The max tokens charged for a request that names none
+    #[arg(long = "default-max-tokens", value_name = "N", requires = "rpm", value_parser = args::positive::<u64>)]
+    default_max_tokens: Option<u64>,
+    /// Answer every Nth request as overloaded (Anthropic 529, 503 elsewhere;
+    /// with --rpm)
+    #[arg(long = "overload-every", value_name = "N", requires = "rpm", value_parser = args::positive::<u64>)]
+    overload_every: Option<u64>,
+    /// Also send retry-after-ms on a 429
+    #[arg(long = "retry-after-ms", requires = "rpm")]
+    retry_after_ms: bool,
+    /// A generated answer is exactly the request's max tokens long (so the
+    /// usage it reports equals what the limits charged)
+    #[arg(long = "fill-max-tokens")]
+    fill_max_tokens: bool,
+    /// Keep only the first N request records in memory (counts go on): for
+    /// long load runs
+    #[arg(long = "max-records", value_name = "N")]
+    max_records: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -86,7 +123,35 @@ fn options(a: MockArgs) -> Result<Options, String> {
     if let Some(key) = &a.api_key {
         config = config.api_key(key.as_str());
     }
+    if let Some(limits) = rate_limits(&a) {
+        config = config.rate_limits(limits);
+    }
+    if let Some(n) = a.max_records {
+        config = config.max_records(n);
+    }
     Ok(Options { config })
+}
+
+/// The rate-limit mode, when `--rpm` and `--tpm` ask for it (clap's
+/// `requires` ties the other limit flags to them).
+fn rate_limits(a: &MockArgs) -> Option<RateLimits> {
+    let (Some(rpm), Some(tpm)) = (a.rpm, a.tpm) else {
+        return None;
+    };
+    let mut limits = RateLimits::per_minute(rpm, tpm);
+    if a.itpm.is_some() || a.otpm.is_some() {
+        limits = limits.input_output_per_minute(a.itpm.unwrap_or(tpm), a.otpm.unwrap_or(tpm));
+    }
+    if let Some(b) = a.burst {
+        limits = limits.burst(b);
+    }
+    if let Some(n) = a.default_max_tokens {
+        limits = limits.default_max_tokens(n);
+    }
+    if let Some(n) = a.overload_every {
+        limits = limits.overload_every(n);
+    }
+    Some(limits.retry_after_ms(a.retry_after_ms))
 }
 
 fn behaviour(a: &MockArgs, pace: Pace) -> Result<Behaviour, String> {
@@ -96,6 +161,9 @@ fn behaviour(a: &MockArgs, pace: Pace) -> Result<Behaviour, String> {
         serde_json::from_str(name).map_err(|e| format!("invalid --behaviour JSON: {e}"))?
     } else if name == "generate" {
         let mut spec = GenerateSpec::tokens(a.tokens).pace(pace);
+        if a.fill_max_tokens {
+            spec = spec.fill_max_tokens();
+        }
         if let Some(f) = &a.fault {
             spec = spec.fault(f.clone());
         }
