@@ -190,6 +190,22 @@ impl<T> Scheduler<T> {
         self.queue.push_front(job);
     }
 
+    /// Removes and returns the waiting jobs whose payload matches `f` (a
+    /// request cancelled while it waits, say).
+    pub fn take_where(&mut self, mut f: impl FnMut(&T) -> bool) -> Vec<Job<T>> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for job in self.queue.drain(..) {
+            if f(&job.item) {
+                taken.push(job);
+            } else {
+                kept.push_back(job);
+            }
+        }
+        self.queue = kept;
+        taken
+    }
+
     /// The next job to send or to fail, if any can go at `now`.
     pub fn next(&mut self, now: Instant) -> Option<Dispatch<T>> {
         if let Some(i) = self
