@@ -121,6 +121,10 @@ pub struct EndpointLimiter {
     configured: Limits,
     learned: Limits,
     fraction: f64,
+    /// The fraction at the last rate-limit answer: growth slows near it
+    /// (TCP's slow-start threshold), so an endpoint whose limit only
+    /// 429s reveal is not overrun again at once.
+    threshold: Option<f64>,
     requests: Option<TokenBucket>,
     tokens: Option<TokenBucket>,
     blocked_until: Option<Instant>,
@@ -151,6 +155,7 @@ impl EndpointLimiter {
         };
         let mut l = EndpointLimiter {
             fraction: config.start_fraction,
+            threshold: None,
             config,
             configured: limits,
             learned: Limits::none(),
@@ -311,11 +316,20 @@ impl EndpointLimiter {
         match outcome {
             Outcome::Clean => {
                 self.consecutive_limited = 0;
-                self.fraction = (self.fraction + self.config.growth).min(self.config.max_fraction);
+                let near = self.threshold.is_some_and(|t| self.fraction >= t * 0.9);
+                let step = if near {
+                    self.config.growth / 20.0
+                } else {
+                    self.config.growth
+                };
+                self.fraction = (self.fraction + step).min(self.config.max_fraction);
             }
             Outcome::RateLimited => {
                 self.rate_limited += 1;
                 self.consecutive_limited = self.consecutive_limited.saturating_add(1);
+                if self.consecutive_limited == 1 {
+                    self.threshold = Some(self.fraction);
+                }
                 self.fraction = (self.fraction * self.config.decrease)
                     .max(self.config.min_fraction)
                     .min(self.config.max_fraction);

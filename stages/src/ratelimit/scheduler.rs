@@ -218,23 +218,32 @@ impl<T> Scheduler<T> {
         if self.in_flight >= self.config.concurrency {
             return None;
         }
-        let mut i = 0;
-        while i < self.queue.len() {
-            let job = &self.queue[i];
-            let waiting = job.not_before.is_some_and(|t| now < t);
-            if !waiting {
-                let (endpoint, estimate) = (job.endpoint.clone(), job.estimate);
-                if self.limiter(&endpoint, now).try_send(estimate, now) {
-                    let mut job = self.queue.remove(i)?;
-                    job.attempts += 1;
-                    job.not_before = None;
-                    self.in_flight += 1;
-                    return Some(Dispatch::Send(job));
-                }
+        // Within one endpoint jobs go in order: once one is refused, the
+        // later ones of that endpoint are not tried (a small one must not
+        // starve a large one).
+        let mut refused: Vec<&str> = Vec::new();
+        let mut found = None;
+        for (i, job) in self.queue.iter().enumerate() {
+            if job.not_before.is_some_and(|t| now < t) || refused.contains(&job.endpoint.as_str()) {
+                continue;
             }
-            i += 1;
+            // Every queued job's endpoint has a limiter (made on submit);
+            // one without would have no limits.
+            let admitted = self
+                .endpoints
+                .get_mut(&job.endpoint)
+                .is_none_or(|l| l.try_send(job.estimate, now));
+            if admitted {
+                found = Some(i);
+                break;
+            }
+            refused.push(&job.endpoint);
         }
-        None
+        let mut job = self.queue.remove(found?)?;
+        job.attempts += 1;
+        job.not_before = None;
+        self.in_flight += 1;
+        Some(Dispatch::Send(job))
     }
 
     /// Records the answer of an attempt's response (its status and
@@ -285,19 +294,31 @@ impl<T> Scheduler<T> {
         let mut at: Option<Instant> = None;
         let mut earliest = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
         let slot_free = self.in_flight < self.config.concurrency;
-        let jobs: Vec<(String, u64, Option<Instant>, Option<Instant>)> = self
-            .queue
-            .iter()
-            .map(|j| (j.endpoint.clone(), j.estimate, j.not_before, j.deadline))
-            .collect();
-        for (endpoint, estimate, not_before, deadline) in jobs {
-            if let Some(d) = deadline {
+        // As `next` sees the queue: per endpoint, the first job not
+        // waiting for its retry time is the one that goes next; a job
+        // still waiting for it may go once it is due. (Counting any later
+        // job of the endpoint could name an instant at which `next` sends
+        // nothing, and wake-ups would spin.)
+        let mut heads: Vec<&str> = Vec::new();
+        for job in &self.queue {
+            if let Some(d) = job.deadline {
                 earliest(d);
             }
-            if slot_free {
-                let ready = self.limiter(&endpoint, now).ready_at(estimate, now);
-                earliest(not_before.map_or(ready, |n| n.max(ready)));
+            if !slot_free {
+                continue;
             }
+            let waiting = job.not_before.filter(|t| now < *t);
+            if waiting.is_none() {
+                if heads.contains(&job.endpoint.as_str()) {
+                    continue;
+                }
+                heads.push(&job.endpoint);
+            }
+            let ready = self
+                .endpoints
+                .get_mut(&job.endpoint)
+                .map_or(now, |l| l.ready_at(job.estimate, now));
+            earliest(waiting.map_or(ready, |n| n.max(ready)));
         }
         if self.queue.is_empty() && slot_free {
             if let Some((endpoint, estimate)) = self.last_endpoint.clone() {
@@ -339,6 +360,23 @@ mod tests {
         assert!(s.next(t0).is_none());
         assert_eq!(s.wake_at(t0), Some(t0 + Duration::from_secs(5)));
         assert!(matches!(s.next(t0 + Duration::from_secs(5)), Some(Dispatch::Send(j)) if j.item == "a1"));
+    }
+
+    #[test]
+    fn order_within_an_endpoint_and_no_wake_up_that_sends_nothing() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(SchedulerConfig::default());
+        // 500 tokens/s at half speed: a bucket of 500.
+        s.set_default_limits(Limits::none().tpm(60_000.0));
+        s.submit(Job::new("fill", "a", 450), t0);
+        assert!(matches!(s.next(t0), Some(Dispatch::Send(_))));
+        s.submit(Job::new("big", "a", 400), t0);
+        s.submit(Job::new("small", "a", 10), t0);
+        // 50 left: "small" would fit, but "big" is first.
+        assert!(s.next(t0).is_none());
+        let wake = s.wake_at(t0).unwrap();
+        assert!(wake > t0, "a wake-up now would send nothing and spin");
+        assert!(matches!(s.next(wake), Some(Dispatch::Send(j)) if j.item == "big"));
     }
 
     #[test]
