@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use demandflow::{sink, BoxError, CancelScope, Context, Emitter, Flow, Pipeline, Producer, Subscribe};
+use demandflow::{
+    sink, BoxError, CancelScope, Context, Emitter, Flow, Pipeline, Producer, Subscribe,
+};
 use demandflow_stages::llm::{LlmEvent, LlmRequest, LlmResult, RequestStage};
 use demandflow_stages::mock::{Behaviour, ErrorSpec, GenerateSpec, MockConfig, MockServer, Pace};
 use demandflow_stages::provider::{Api, ProviderConfig, ProviderEvent, Status};
@@ -16,16 +18,24 @@ use serde_json::json;
 
 async fn mock(tokens: u64, pace: Pace) -> MockServer {
     MockServer::start(
-        MockConfig::default().default_behaviour(Behaviour::Generate(GenerateSpec::tokens(tokens).pace(pace))),
+        MockConfig::default()
+            .default_behaviour(Behaviour::Generate(GenerateSpec::tokens(tokens).pace(pace))),
     )
     .await
     .expect("mock starts")
 }
 
 fn requests(server: &MockServer, api: Api, prefix: &str, n: usize) -> Vec<LlmRequest> {
-    let template = ProviderConfig::new(api, &server.url()).unwrap().max_tokens(32);
+    let template = ProviderConfig::new(api, &server.url())
+        .unwrap()
+        .max_tokens(32);
     (0..n)
-        .map(|i| LlmRequest::new(format!("{prefix}{i}"), template.clone().prompt(format!("q{i}"))))
+        .map(|i| {
+            LlmRequest::new(
+                format!("{prefix}{i}"),
+                template.clone().prompt(format!("q{i}")),
+            )
+        })
         .collect()
 }
 
@@ -34,9 +44,12 @@ fn requests(server: &MockServer, api: Api, prefix: &str, n: usize) -> Vec<LlmReq
 async fn run(stage: RequestStage, requests: Vec<LlmRequest>) -> Vec<LlmResult> {
     let mut p = Pipeline::new();
     let input = p.producer("input", demandflow::source::iter(requests));
-    let llm = p.processor("llm", stage).subscribe(&input, Subscribe::default());
+    let llm = p
+        .processor("llm", stage)
+        .subscribe(&input, Subscribe::default());
     let (collect, results) = sink::collect();
-    p.consumer("out", collect).subscribe(&llm, Subscribe::default());
+    p.consumer("out", collect)
+        .subscribe(&llm, Subscribe::default());
     let run = p.spawn().unwrap().join();
     tokio::time::timeout(Duration::from_secs(120), run)
         .await
@@ -48,7 +61,11 @@ async fn run(stage: RequestStage, requests: Vec<LlmRequest>) -> Vec<LlmResult> {
 fn by_id(results: &[LlmResult]) -> HashMap<String, LlmResult> {
     let mut map = HashMap::new();
     for r in results {
-        assert!(map.insert(r.id.to_string(), r.clone()).is_none(), "{} emitted twice", r.id);
+        assert!(
+            map.insert(r.id.to_string(), r.clone()).is_none(),
+            "{} emitted twice",
+            r.id
+        );
     }
     map
 }
@@ -62,7 +79,12 @@ fn limited(api: Api, retry_after_ms: u64) -> Behaviour {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_gets_one_result_through_429s() {
-    for api in [Api::OpenAiChat, Api::OpenAiResponses, Api::AnthropicMessages, Api::Gemini] {
+    for api in [
+        Api::OpenAiChat,
+        Api::OpenAiResponses,
+        Api::AnthropicMessages,
+        Api::Gemini,
+    ] {
         let server = mock(6, Pace::default()).await;
         server.script([limited(api, 20), limited(api, 20), limited(api, 20)]);
         let stage = RequestStage::new().concurrency(3);
@@ -79,9 +101,17 @@ async fn every_request_gets_one_result_through_429s() {
         let limited: u32 = results.values().map(|r| r.rate_limited).sum();
         assert_eq!(attempts, 23, "{api}");
         assert_eq!(limited, 3, "{api}");
-        assert_eq!(server.total_requests(), 23, "{api}: every attempt reached the server once");
+        assert_eq!(
+            server.total_requests(),
+            23,
+            "{api}: every attempt reached the server once"
+        );
         let s = stats.snapshot();
-        assert_eq!((s.rate_limited, s.retries, s.succeeded, s.failed), (3, 3, 20, 0), "{api}");
+        assert_eq!(
+            (s.rate_limited, s.retries, s.succeeded, s.failed),
+            (3, 3, 20, 0),
+            "{api}"
+        );
         assert!(s.peak_in_flight <= 3, "{api}: {s:?}");
         server.shutdown().await;
     }
@@ -101,7 +131,12 @@ async fn a_429_blocks_only_its_endpoint_for_the_time_the_server_names() {
     assert_eq!(results.len(), 11);
     // The other endpoint did not wait: all its results came first.
     let position = results.iter().position(|r| &*r.id == "slow0").unwrap();
-    assert_eq!(position, 10, "{:?}", results.iter().map(|r| &r.id).collect::<Vec<_>>());
+    assert_eq!(
+        position,
+        10,
+        "{:?}",
+        results.iter().map(|r| &r.id).collect::<Vec<_>>()
+    );
     let slow0 = &results[position];
     assert!(slow0.is_success());
     assert_eq!((slow0.attempts, slow0.rate_limited), (2, 1));
@@ -117,10 +152,17 @@ async fn a_429_blocks_only_its_endpoint_for_the_time_the_server_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letter_after_the_last_attempt_and_the_run_goes_on() {
-    let broken = MockServer::start(MockConfig::default().default_behaviour(Behaviour::Error(
-        ErrorSpec::for_api(Api::AnthropicMessages, 529, "overloaded_error", "Overloaded")
+    let broken = MockServer::start(
+        MockConfig::default().default_behaviour(Behaviour::Error(
+            ErrorSpec::for_api(
+                Api::AnthropicMessages,
+                529,
+                "overloaded_error",
+                "Overloaded",
+            )
             .header("retry-after-ms", "10"),
-    )))
+        )),
+    )
     .await
     .unwrap();
     let refusing = MockServer::start(MockConfig::default().default_behaviour(Behaviour::Error(
@@ -158,7 +200,11 @@ async fn dead_letter_after_the_last_attempt_and_the_run_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_deadlines_in_flight_and_while_waiting() {
-    let stalled = mock(3, Pace::default().first_event_delay(Duration::from_secs(30))).await;
+    let stalled = mock(
+        3,
+        Pace::default().first_event_delay(Duration::from_secs(30)),
+    )
+    .await;
     let healthy = mock(3, Pace::default()).await;
     let mut input: Vec<LlmRequest> = requests(&stalled, Api::OpenAiChat, "stalled", 1)
         .into_iter()
@@ -175,7 +221,11 @@ async fn request_deadlines_in_flight_and_while_waiting() {
     let stage = RequestStage::new().endpoint_limits(key, Limits::none().rpm(1.0));
     let started = tokio::time::Instant::now();
     let results = by_id(&run(stage, input).await);
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let stalled_r = &results["stalled0"];
     assert_eq!(stalled_r.status, Status::DeadlineExceeded);
     assert_eq!(stalled_r.attempts, 1);
@@ -191,7 +241,11 @@ async fn request_deadlines_in_flight_and_while_waiting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_deadline_ends_requests_in_flight() {
-    let stalled = mock(3, Pace::default().first_event_delay(Duration::from_secs(30))).await;
+    let stalled = mock(
+        3,
+        Pace::default().first_event_delay(Duration::from_secs(30)),
+    )
+    .await;
     let mut p = Pipeline::new().deadline(tokio::time::Instant::now() + Duration::from_millis(400));
     let input = p.producer(
         "input",
@@ -201,7 +255,8 @@ async fn the_pipeline_deadline_ends_requests_in_flight() {
         .processor("llm", RequestStage::new())
         .subscribe(&input, Subscribe::default());
     let (collect, _results) = sink::collect::<LlmResult>();
-    p.consumer("out", collect).subscribe(&llm, Subscribe::default());
+    p.consumer("out", collect)
+        .subscribe(&llm, Subscribe::default());
     let started = tokio::time::Instant::now();
     let _ = tokio::time::timeout(Duration::from_secs(20), p.spawn().unwrap().join())
         .await
@@ -241,9 +296,12 @@ async fn pass_through_tags_events_and_hides_retried_attempts() {
         "input",
         demandflow::source::iter(requests(&server, Api::AnthropicMessages, "c", 4)),
     );
-    let llm = p.processor("llm", stage).subscribe(&input, Subscribe::default());
+    let llm = p
+        .processor("llm", stage)
+        .subscribe(&input, Subscribe::default());
     let (collect, out) = sink::collect::<LlmEvent>();
-    p.consumer("out", collect).subscribe(&llm, Subscribe::default());
+    p.consumer("out", collect)
+        .subscribe(&llm, Subscribe::default());
     tokio::time::timeout(Duration::from_secs(60), p.spawn().unwrap().join())
         .await
         .unwrap()
@@ -263,9 +321,16 @@ async fn pass_through_tags_events_and_hides_retried_attempts() {
                 LlmEvent::Finished(_) => None,
             })
             .collect();
-        let starts = events.iter().filter(|e| matches!(e, ProviderEvent::Start { .. })).count();
+        let starts = events
+            .iter()
+            .filter(|e| matches!(e, ProviderEvent::Start { .. }))
+            .count();
         let dones = events.iter().filter(|e| e.is_done()).count();
-        assert_eq!((starts, dones), (1, 1), "{id}: one attempt's events, whatever was retried");
+        assert_eq!(
+            (starts, dones),
+            (1, 1),
+            "{id}: one attempt's events, whatever was retried"
+        );
         assert!(events.last().unwrap().is_done());
         let words: usize = events
             .iter()
@@ -302,7 +367,10 @@ async fn raw_bodies_are_sent_streaming() {
     let bodies: Vec<serde_json::Value> = server.requests().into_iter().map(|r| r.body).collect();
     assert_eq!(bodies.len(), 2);
     let a = bodies.iter().find(|b| b["model"] == "claude-x").unwrap();
-    assert_eq!((a["stream"].clone(), a["max_tokens"].clone()), (json!(true), json!(7)));
+    assert_eq!(
+        (a["stream"].clone(), a["max_tokens"].clone()),
+        (json!(true), json!(7))
+    );
     let c = bodies.iter().find(|b| b["model"] == "gpt-x").unwrap();
     assert_eq!(c["stream"], true);
     assert_eq!(c["stream_options"]["include_usage"], true);
@@ -356,7 +424,11 @@ impl demandflow::Consumer<LlmResult> for Watch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_follows_capacity_not_input_size() {
-    let server = mock(2, Pace::default().first_event_delay(Duration::from_millis(20))).await;
+    let server = mock(
+        2,
+        Pace::default().first_event_delay(Duration::from_millis(20)),
+    )
+    .await;
     let handed = Arc::new(AtomicUsize::new(0));
     let source = Counting {
         requests: Arc::new(requests(&server, Api::OpenAiChat, "r", 300)),
@@ -373,8 +445,11 @@ async fn intake_follows_capacity_not_input_size() {
     let stats = stage.stats();
     let mut p = Pipeline::new();
     let input = p.producer("input", source);
-    let llm = p.processor("llm", stage).subscribe(&input, Subscribe::default());
-    p.consumer("out", watch).subscribe(&llm, Subscribe::default());
+    let llm = p
+        .processor("llm", stage)
+        .subscribe(&input, Subscribe::default());
+    p.consumer("out", watch)
+        .subscribe(&llm, Subscribe::default());
     tokio::time::timeout(Duration::from_secs(120), p.spawn().unwrap().join())
         .await
         .unwrap()

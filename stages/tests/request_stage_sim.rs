@@ -73,7 +73,7 @@ struct Outcome {
 }
 
 enum Ev {
-    Head(u16, RateLimitSnapshot),
+    Head(u16, Box<RateLimitSnapshot>),
     Done(usize, bool),
 }
 
@@ -119,8 +119,12 @@ fn simulate(
             let pairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
             let snap = RateLimitSnapshot::from_pairs(pairs, std::time::SystemTime::now());
             let i = job.item;
-            events.push((now + rtt, Ev::Head(status, snap)));
-            let end = if status == 200 { now + rtt + ttft + stream } else { now + rtt };
+            events.push((now + rtt, Ev::Head(status, Box::new(snap))));
+            let end = if status == 200 {
+                now + rtt + ttft + stream
+            } else {
+                now + rtt
+            };
             events.push((end, Ev::Done(i, status == 200)));
             running[i] = Some(job);
         }
@@ -159,7 +163,10 @@ fn simulate(
                         last = now;
                     } else {
                         s.complete(&job, None, now);
-                        let hint = s.endpoint("e").and_then(|l| l.blocked_until()).unwrap_or(now);
+                        let hint = s
+                            .endpoint("e")
+                            .and_then(|l| l.blocked_until())
+                            .unwrap_or(now);
                         s.retry(job, hint);
                     }
                 }

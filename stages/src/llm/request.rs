@@ -99,7 +99,11 @@ impl LlmRequest {
     /// A request sending `body` with everything else (endpoint, key,
     /// headers, timeouts) from `template`: the usual way to turn many
     /// input lines into requests.
-    pub fn with_template(id: impl Into<String>, template: &ProviderConfig, body: Value) -> LlmRequest {
+    pub fn with_template(
+        id: impl Into<String>,
+        template: &ProviderConfig,
+        body: Value,
+    ) -> LlmRequest {
         LlmRequest::new(id, template.clone().raw_body(body))
     }
 

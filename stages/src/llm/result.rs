@@ -131,8 +131,9 @@ pub enum LlmEvent {
         /// The event.
         event: ProviderEvent,
     },
-    /// The request's result, after its last event.
-    Finished(LlmResult),
+    /// The request's result, after its last event (boxed: results are few
+    /// and large next to events).
+    Finished(Box<LlmResult>),
 }
 
 impl LlmEvent {

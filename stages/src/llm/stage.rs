@@ -235,7 +235,9 @@ impl RequestStage {
     /// [`endpoint_key`](super::endpoint_key) or
     /// [`LlmRequest::endpoint_key`].
     pub fn endpoint_limits(mut self, endpoint: impl Into<String>, limits: Limits) -> RequestStage {
-        self.settings.endpoint_limits.push((endpoint.into(), limits));
+        self.settings
+            .endpoint_limits
+            .push((endpoint.into(), limits));
         self
     }
 
@@ -315,7 +317,7 @@ impl RequestStage {
 fn results(events: Vec<LlmEvent>, out: &mut Emitter<LlmResult>) {
     for e in events {
         if let LlmEvent::Finished(r) = e {
-            out.emit(r);
+            out.emit(*r);
         }
     }
 }
@@ -353,7 +355,11 @@ impl Processor<LlmRequest, LlmResult> for RequestStage {
         true
     }
 
-    async fn on_timer(&mut self, out: &mut Emitter<LlmResult>, cx: &Context) -> Result<(), BoxError> {
+    async fn on_timer(
+        &mut self,
+        out: &mut Emitter<LlmResult>,
+        cx: &Context,
+    ) -> Result<(), BoxError> {
         let mut buf = Vec::new();
         self.run_timer(cx, &mut buf).await;
         results(buf, out);
@@ -401,7 +407,11 @@ impl Processor<LlmRequest, LlmEvent> for EventStage {
         true
     }
 
-    async fn on_timer(&mut self, out: &mut Emitter<LlmEvent>, cx: &Context) -> Result<(), BoxError> {
+    async fn on_timer(
+        &mut self,
+        out: &mut Emitter<LlmEvent>,
+        cx: &Context,
+    ) -> Result<(), BoxError> {
         let mut buf = Vec::new();
         self.0.run_timer(cx, &mut buf).await;
         out.extend(buf);
@@ -535,13 +545,20 @@ impl Core {
             if matches!(h.status, 429 | 529) {
                 stats.0.rate_limited.fetch_add(1, Ordering::Relaxed);
             }
-            self.scheduler.observe(&h.endpoint, h.status, &h.snapshot, now);
+            self.scheduler
+                .observe(&h.endpoint, h.status, &h.snapshot, now);
         }
     }
 
     /// Takes in what the tasks reported, starts what can start, asks
     /// upstream for what there is room for, and sets the next wake-up.
-    fn pump(&mut self, settings: &Settings, stats: &RequestStats, cx: &Context, out: &mut Vec<LlmEvent>) {
+    fn pump(
+        &mut self,
+        settings: &Settings,
+        stats: &RequestStats,
+        cx: &Context,
+        out: &mut Vec<LlmEvent>,
+    ) {
         self.drain_heads(stats);
         for _ in 0..MAX_MESSAGES_PER_CALL {
             match self.rx.try_recv() {
@@ -636,7 +653,13 @@ impl Core {
         self.tasks.spawn(attempt.run());
     }
 
-    fn handle(&mut self, msg: Msg, settings: &Settings, stats: &RequestStats, out: &mut Vec<LlmEvent>) {
+    fn handle(
+        &mut self,
+        msg: Msg,
+        settings: &Settings,
+        stats: &RequestStats,
+        out: &mut Vec<LlmEvent>,
+    ) {
         match msg {
             Msg::Event(id, event) => out.push(LlmEvent::Event { id, event }),
             Msg::Done(done) => self.attempt_done(*done, settings, stats, out),
@@ -659,8 +682,14 @@ impl Core {
         let now = Instant::now();
         let usage = done.message.usage;
         if let Some(u) = usage {
-            stats.0.input_tokens.fetch_add(u.input_tokens, Ordering::Relaxed);
-            stats.0.output_tokens.fetch_add(u.output_tokens, Ordering::Relaxed);
+            stats
+                .0
+                .input_tokens
+                .fetch_add(u.input_tokens, Ordering::Relaxed);
+            stats
+                .0
+                .output_tokens
+                .fetch_add(u.output_tokens, Ordering::Relaxed);
         }
         let actual = usage.map(|u| u.input_tokens + u.output_tokens);
         self.scheduler.complete(&job, actual, now.into_std());
@@ -725,7 +754,12 @@ impl Core {
                 Status::Completed | Status::Incomplete | Status::Refused => None,
                 Status::Cancelled => Some(LlmError::new("cancelled", "the run was cancelled")),
                 _ => Some(done.message.errors.last().map_or_else(
-                    || LlmError::new("stream_error", format!("the stream ended {}", status.as_str())),
+                    || {
+                        LlmError::new(
+                            "stream_error",
+                            format!("the stream ended {}", status.as_str()),
+                        )
+                    },
                     |e| LlmError::new(&e.kind, e.message.clone()),
                 )),
             };
@@ -758,19 +792,27 @@ impl Core {
             &stats.0.failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        out.push(LlmEvent::Finished(result));
+        out.push(LlmEvent::Finished(Box::new(result)));
     }
 
     /// Runs everything still queued or in flight to its result: input has
     /// ended.
-    async fn finish(&mut self, settings: &Settings, stats: &RequestStats, cx: &Context, out: &mut Vec<LlmEvent>) {
+    async fn finish(
+        &mut self,
+        settings: &Settings,
+        stats: &RequestStats,
+        cx: &Context,
+        out: &mut Vec<LlmEvent>,
+    ) {
         self.input_ended = true;
         loop {
             self.pump(settings, stats, cx, out);
             if self.scheduler.queued() == 0 && self.running.is_empty() && self.rx.is_empty() {
                 return;
             }
-            let until = self.wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let until = self
+                .wake
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 msg = self.rx.recv() => {
                     if let Some(msg) = msg {
@@ -821,7 +863,9 @@ impl Attempt {
                     });
                     b.finish()
                 },
-                error: Some(ProviderError::Body("the attempt's task panicked".to_owned())),
+                error: Some(ProviderError::Body(
+                    "the attempt's task panicked".to_owned(),
+                )),
                 response: None,
                 content: true,
                 held: Vec::new(),
@@ -888,7 +932,9 @@ impl Attempt {
             let terminal = builder.is_done();
             let is_content = !matches!(
                 event,
-                ProviderEvent::Start { .. } | ProviderEvent::Error { .. } | ProviderEvent::Done { .. }
+                ProviderEvent::Start { .. }
+                    | ProviderEvent::Error { .. }
+                    | ProviderEvent::Done { .. }
             );
             if is_content && !content {
                 content = true;

@@ -187,7 +187,10 @@ mod tests {
         assert!(b.try_take(25.0, t0));
         assert!((b.level(t0) + 15.0).abs() < 1e-9);
         assert!(!b.can_take(25.0, t0 + Duration::from_secs(24)));
-        assert_eq!(b.ready_at(25.0, t0), t0 + Duration::from_secs(25) + Duration::from_micros(1));
+        assert_eq!(
+            b.ready_at(25.0, t0),
+            t0 + Duration::from_secs(25) + Duration::from_micros(1)
+        );
     }
 
     #[test]
@@ -214,7 +217,10 @@ mod tests {
         b.debit(1e300, t0);
         assert_eq!(b.level(t0), -10.0);
         // A zero rate never refills: the wait is capped, not infinite.
-        assert_eq!(b.ready_at(1.0, t0), t0 + Duration::from_secs(86_400) + Duration::from_micros(1));
+        assert_eq!(
+            b.ready_at(1.0, t0),
+            t0 + Duration::from_secs(86_400) + Duration::from_micros(1)
+        );
     }
 
     #[test]

@@ -146,7 +146,13 @@ fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 impl EndpointLimiter {
     /// A limiter for `limits`, starting at `now`.
     pub fn new(limits: Limits, config: AdaptiveConfig, now: Instant) -> EndpointLimiter {
-        let clamp = |x: f64| if x.is_finite() { x.clamp(0.0, 1.0) } else { 1.0 };
+        let clamp = |x: f64| {
+            if x.is_finite() {
+                x.clamp(0.0, 1.0)
+            } else {
+                1.0
+            }
+        };
         let config = AdaptiveConfig {
             start_fraction: clamp(config.start_fraction),
             max_fraction: clamp(config.max_fraction),
@@ -340,7 +346,9 @@ impl EndpointLimiter {
                         .saturating_mul(1 << doublings)
                         .min(self.config.max_unhinted_wait)
                 });
-                let until = now.checked_add(wait).unwrap_or(now + Duration::from_secs(86_400));
+                let until = now
+                    .checked_add(wait)
+                    .unwrap_or(now + Duration::from_secs(86_400));
                 self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
             }
             Outcome::Other => {}
@@ -413,7 +421,8 @@ mod tests {
     #[test]
     fn learns_a_lower_limit_from_headers() {
         let t0 = Instant::now();
-        let mut l = EndpointLimiter::new(Limits::none().rpm(12000.0), AdaptiveConfig::default(), t0);
+        let mut l =
+            EndpointLimiter::new(Limits::none().rpm(12000.0), AdaptiveConfig::default(), t0);
         let sent = drive(&mut l, t0, secs(60.0), &snapshot_limit(6000));
         assert_eq!(l.effective_limits().requests_per_minute, Some(6000.0));
         assert!((5400..=6000 + 100).contains(&sent), "{sent}");
@@ -444,7 +453,11 @@ mod tests {
         let mut l = EndpointLimiter::new(Limits::none(), AdaptiveConfig::default(), t0);
         l.observe(Outcome::RateLimited, &RateLimitSnapshot::default(), t0);
         assert_eq!(l.blocked_until(), Some(t0 + secs(1.0)));
-        l.observe(Outcome::RateLimited, &RateLimitSnapshot::default(), t0 + secs(1.0));
+        l.observe(
+            Outcome::RateLimited,
+            &RateLimitSnapshot::default(),
+            t0 + secs(1.0),
+        );
         assert_eq!(l.blocked_until(), Some(t0 + secs(3.0)));
         let mut snap = snapshot_limit(100);
         snap.requests.remaining = Some(0);

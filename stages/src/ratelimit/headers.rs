@@ -203,7 +203,7 @@ fn parse_count(value: &str) -> Option<u64> {
         return Some(n);
     }
     let f = value.parse::<f64>().ok()?;
-    (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then(|| f as u64)
+    (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then_some(f as u64)
 }
 
 /// A reset: a Go-style duration (`6m0s`), plain seconds, or an RFC 3339
@@ -421,7 +421,10 @@ mod tests {
             Some(Duration::from_secs(3))
         );
         let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(get(&[("retry-after", &date)]), Some(Duration::from_secs(30)));
+        assert_eq!(
+            get(&[("retry-after", &date)]),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(get(&[("retry-after", "-1")]), None);
         assert_eq!(get(&[("retry-after", "NaN")]), None);
         assert_eq!(get(&[("retry-after", "1e400")]), None);

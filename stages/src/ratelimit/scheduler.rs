@@ -249,7 +249,13 @@ impl<T> Scheduler<T> {
     /// Records the answer of an attempt's response (its status and
     /// headers) on its endpoint; call it for every response, success or
     /// error.
-    pub fn observe(&mut self, endpoint: &str, status: u16, snapshot: &RateLimitSnapshot, now: Instant) {
+    pub fn observe(
+        &mut self,
+        endpoint: &str,
+        status: u16,
+        snapshot: &RateLimitSnapshot,
+        now: Instant,
+    ) {
         self.limiter(endpoint, now)
             .observe(Outcome::of_status(status), snapshot, now);
     }
@@ -359,7 +365,9 @@ mod tests {
         assert_eq!(j.item, "b1");
         assert!(s.next(t0).is_none());
         assert_eq!(s.wake_at(t0), Some(t0 + Duration::from_secs(5)));
-        assert!(matches!(s.next(t0 + Duration::from_secs(5)), Some(Dispatch::Send(j)) if j.item == "a1"));
+        assert!(
+            matches!(s.next(t0 + Duration::from_secs(5)), Some(Dispatch::Send(j)) if j.item == "a1")
+        );
     }
 
     #[test]
@@ -399,7 +407,9 @@ mod tests {
         assert!(matches!(s.next(t0), Some(Dispatch::Send(j)) if j.item == 2));
         // Job 1's deadline passes while it waits for its retry time.
         assert_eq!(s.wake_at(t0), Some(t0 + ms(10)));
-        assert!(matches!(s.next(t0 + ms(10)), Some(Dispatch::Expired(j)) if j.item == 1 && j.attempts == 1));
+        assert!(
+            matches!(s.next(t0 + ms(10)), Some(Dispatch::Expired(j)) if j.item == 1 && j.attempts == 1)
+        );
     }
 
     #[test]
@@ -435,7 +445,12 @@ mod tests {
     }
 
     fn plan() -> impl Strategy<Value = Plan> {
-        (1u64..3000, prop_oneof![6 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)], 1u64..5000, 0.0f64..=1.0)
+        (
+            1u64..3000,
+            prop_oneof![6 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)],
+            1u64..5000,
+            0.0f64..=1.0,
+        )
             .prop_map(|(latency_ms, fate, retry_after_ms, actual_fraction)| Plan {
                 latency_ms,
                 fate,
@@ -482,7 +497,7 @@ mod tests {
             let mut now = t0;
             let mut k = 0usize;
             let mut steps = 0;
-            while finished.iter().any(|&f| f == 0) {
+            while finished.contains(&0) {
                 steps += 1;
                 prop_assert!(steps < 1_000_000, "no progress");
                 while let Some(d) = s.next(now) {
