@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 /// let mut b = TokenBucket::new(10.0, 5.0, t0); // 10/s, bursts of 5
 /// assert!(b.try_take(5.0, t0));
 /// assert!(!b.try_take(1.0, t0));
-/// assert_eq!(b.ready_at(1.0, t0), t0 + Duration::from_millis(100));
-/// assert!(b.try_take(1.0, t0 + Duration::from_millis(100)));
+/// let at = b.ready_at(1.0, t0); // one unit refills in 100 ms
+/// assert!(at - t0 >= Duration::from_millis(100) && at - t0 < Duration::from_millis(101));
+/// assert!(b.try_take(1.0, at));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenBucket {
