@@ -8,6 +8,8 @@
 //! |---|---|
 //! | [`sse`] | [`SseDecoder`](sse::SseDecoder): an incremental WHATWG Server-Sent Events decoder. It is pure (bytes in, events out), and its output does not depend on how the bytes were split into chunks |
 //! | [`provider`] | [`ProviderProducer`](provider::ProviderProducer) (a demandflow producer) and [`ProviderStream`](provider::ProviderStream) (a `futures::Stream`) for OpenAI Responses, OpenAI Chat Completions and Anthropic Messages streams, normalised into [`ProviderEvent`](provider::ProviderEvent) (text, reasoning, refusals, tool calls, server tools, citations; one outcome vocabulary); [`FinalMessage`](provider::FinalMessage) accumulation ([`final_messages`](provider::final_messages), [`ProviderStream::final_message`](provider::ProviderStream::final_message)); the request model ([`Message`](provider::Message), [`Tool`](provider::Tool), [`ReasoningConfig`](provider::ReasoningConfig)). Also the configuration ([`ProviderConfig`](provider::ProviderConfig), [`Timeouts`](provider::Timeouts), [`ApiKey`](provider::ApiKey)), retries ([`RetryPolicy`](provider::RetryPolicy)) and the immutable [`ProviderRegistry`](provider::ProviderRegistry) |
+//! | [`llm`] | [`RequestStage`](llm::RequestStage): a processor that sends many requests ([`LlmRequest`](llm::LlmRequest) in, [`LlmResult`](llm::LlmResult) out) under a concurrency limit and per-endpoint request and token budgets, adapting to the providers' rate-limit headers, retrying before the first token |
+//! | [`ratelimit`] | the pure rate-limit code under it: [`TokenBucket`](ratelimit::TokenBucket), [`RateLimitSnapshot`](ratelimit::RateLimitSnapshot) (the providers' rate-limit headers), [`EndpointLimiter`](ratelimit::EndpointLimiter), [`Scheduler`](ratelimit::Scheduler) |
 //! | [`mock`] | [`MockServer`](mock::MockServer): a loopback HTTP server that streams generated or recorded answers, with pacing and faults. It is the default for the demo, the tests and the benchmarks |
 //! | [`batch`] | the file side of `demandflow batch`: [`BatchReader`](batch::BatchReader) streams OpenAI Batch API and Anthropic Message Batches JSONL lines (one [`LineError`](batch::LineError) per malformed line, never a stop), [`BatchWriter`](batch::BatchWriter) writes one whole [`BatchResult`](batch::BatchResult) line per request plus `<output>.failed.jsonl`, [`resume`](batch::resume) finds what a killed run finished, [`Counters`](batch::Counters), [`ProgressTask`](batch::ProgressTask) and [`Summary`](batch::Summary) show how far it got |
 //! | [`replay`] | `demandflow replay`: a recorded transcript through the same decoder as the live producers |
@@ -82,9 +84,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod batch;
+pub mod llm;
 pub mod mock;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod provider;
+pub mod ratelimit;
 pub mod replay;
 pub mod sse;

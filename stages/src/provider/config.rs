@@ -448,6 +448,37 @@ impl ProviderConfig {
         self
     }
 
+    /// Sends `body` (a JSON object, as the API's own clients would POST it:
+    /// a Chat or Responses body, an Anthropic Messages body, a Gemini
+    /// `generateContent` body) instead of one built from this
+    /// configuration's conversation and settings. Streaming is forced on,
+    /// Chat also gets `stream_options.include_usage`, and
+    /// [`extra_body`](Self::extra_body) still merges in. A string `model`
+    /// in it becomes this configuration's model (for Gemini, the path's).
+    /// Anything but an object is ignored.
+    ///
+    /// ```
+    /// use demandflow_stages::provider::{Api, ProviderConfig};
+    ///
+    /// let body = serde_json::json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    /// let cfg = ProviderConfig::official(Api::OpenAiChat).raw_body(body);
+    /// let sent = cfg.request_body();
+    /// assert_eq!(sent["stream"], true);
+    /// assert_eq!(sent["stream_options"]["include_usage"], true);
+    /// assert_eq!(cfg.model_name(), "gpt-4o");
+    /// ```
+    pub fn raw_body(mut self, body: serde_json::Value) -> ProviderConfig {
+        let serde_json::Value::Object(map) = body else {
+            return self;
+        };
+        if let Some(model) = map.get("model").and_then(|m| m.as_str()) {
+            let model = model.to_owned();
+            self = self.model(model);
+        }
+        self.spec.raw = Some(map);
+        self
+    }
+
     /// Sets the system prompt (Responses `instructions`, Anthropic `system`,
     /// a Chat `system` message).
     pub fn system(mut self, system: impl Into<String>) -> ProviderConfig {

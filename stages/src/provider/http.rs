@@ -38,6 +38,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::SystemTime;
 
@@ -78,6 +79,27 @@ pub fn http_client(config: &ProviderConfig) -> Result<reqwest::Client, ProviderE
         .map_err(|e| ProviderError::Config(error_chain(&e)))
 }
 
+/// What a [`ProviderStream`] tells the observer set with
+/// [`ProviderStream::observe`], for rate-limit accounting: every response's
+/// head, and the error the stream ends with.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Observed<'a> {
+    /// A response arrived (success or error status), before its body is
+    /// read.
+    Response {
+        /// The HTTP status.
+        status: u16,
+        /// The response headers (the rate-limit headers among them).
+        headers: &'a HeaderMap,
+    },
+    /// The stream is about to end with this error (after the retry policy
+    /// gave up, or at once for a permanent one).
+    Failed(&'a ProviderError),
+}
+
+type Observer = Arc<dyn Fn(Observed<'_>) + Send + Sync>;
+
 enum State {
     Start,
     Backoff(Instant),
@@ -112,6 +134,7 @@ struct Session {
     /// Producer mode: a transient failure that used up the retries before
     /// any event is returned as `Err` so the supervisor can restart.
     transient_as_error: bool,
+    observer: Option<Observer>,
 }
 
 enum Guarded<T> {
@@ -171,6 +194,7 @@ impl Session {
             decoded_any: false,
             lookahead: VecDeque::new(),
             transient_as_error,
+            observer: None,
         }
     }
 
@@ -200,6 +224,9 @@ impl Session {
     }
 
     fn finish_with(&mut self, err: ProviderError) {
+        if let Some(observe) = &self.observer {
+            observe(Observed::Failed(&err));
+        }
         let key = self.cfg.key().cloned();
         let [e, done] = err.to_events();
         let e = match e {
@@ -408,6 +435,12 @@ impl Session {
             }
         };
         let status = resp.status();
+        if let Some(observe) = &self.observer {
+            observe(Observed::Response {
+                status: status.as_u16(),
+                headers: resp.headers(),
+            });
+        }
         if status.is_success() {
             if let Some(encoding) = unsupported_encoding(resp.headers()) {
                 // Dropping the response closes the connection unread.
@@ -571,6 +604,20 @@ impl ProviderStream {
     pub fn deadline(mut self, deadline: Instant) -> ProviderStream {
         if let Inner::NotStarted(s) = &mut self.inner {
             s.0.pipeline_deadline = earliest(s.0.pipeline_deadline, Some(deadline));
+        }
+        self
+    }
+
+    /// Calls `observer` with every response's status and headers and with
+    /// the error the stream ends with, if any (see [`Observed`]). It runs
+    /// inside the stream's poll: keep it short. Only effective before the
+    /// first poll.
+    pub fn observe(
+        mut self,
+        observer: impl Fn(Observed<'_>) + Send + Sync + 'static,
+    ) -> ProviderStream {
+        if let Inner::NotStarted(s) = &mut self.inner {
+            s.0.observer = Some(Arc::new(observer));
         }
         self
     }

@@ -13,7 +13,7 @@ mod retry;
 pub use config::{default_base_url, endpoint_url, ApiKey, ConfigError, ProviderConfig, Timeouts};
 pub use error::{ErrorClass, ProviderError, TimeoutKind};
 pub use event::{Api, ProviderEvent, Status, ToolKind, Usage};
-pub use http::{http_client, ProviderProducer, ProviderStream};
+pub use http::{http_client, Observed, ProviderProducer, ProviderStream};
 pub use message::{
     final_messages, Citation, FinalMessage, FinalMessageSlot, FinalMessages, MessageBuilder,
     Reasoning, ServerTool, StreamError, ToolArgumentsError, ToolCall,

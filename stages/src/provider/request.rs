@@ -303,6 +303,9 @@ pub(crate) struct RequestSpec {
     pub(crate) stop: Vec<String>,
     pub(crate) reasoning: ReasoningConfig,
     pub(crate) extra: Map<String, Value>,
+    /// A caller-given body sent instead of one built from the fields above
+    /// (streaming forced on; see `ProviderConfig::raw_body`).
+    pub(crate) raw: Option<Map<String, Value>>,
 }
 
 /// Merges `extra` into `body`: objects merge key by key, anything else
@@ -333,6 +336,26 @@ fn arguments_text(arguments: &Value) -> String {
 impl RequestSpec {
     /// The streaming request body for `api`.
     pub(crate) fn body(&self, api: Api) -> Value {
+        if let Some(raw) = &self.raw {
+            let mut map = raw.clone();
+            merge(&mut map, &self.extra);
+            if api != Api::Gemini {
+                // Gemini streams by URL (`:streamGenerateContent?alt=sse`).
+                map.insert("stream".to_owned(), Value::Bool(true));
+            }
+            if api == Api::OpenAiChat {
+                // Without it Chat reports no usage, and the token budget
+                // could not be corrected.
+                let options = map
+                    .entry("stream_options")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !options.is_object() {
+                    *options = Value::Object(Map::new());
+                }
+                options["include_usage"] = Value::Bool(true);
+            }
+            return Value::Object(map);
+        }
         let mut body = match api {
             Api::OpenAiResponses => self.responses(),
             Api::OpenAiChat => self.chat(),
