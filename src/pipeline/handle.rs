@@ -109,7 +109,7 @@ pub enum StageState {
 }
 
 /// A stage's live counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StageStats {
     /// The stage's name.
     pub name: String,
@@ -129,6 +129,8 @@ pub struct StageStats {
     pub restarts: u64,
     /// Lifecycle state.
     pub state: StageState,
+    /// How it spent the last few seconds: busy, backpressured or idle.
+    pub occupancy: crate::observe::Occupancy,
 }
 
 /// One subscription's live state.
@@ -162,7 +164,7 @@ pub struct Stall {
 }
 
 /// A point-in-time view of a running pipeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stats {
     /// Per stage.
     pub stages: Vec<StageStats>,
@@ -212,6 +214,7 @@ fn stage_stats(s: &StageShared) -> StageStats {
             STATE_RESTARTING => StageState::Restarting,
             _ => StageState::Ended,
         },
+        occupancy: s.meter.occupancy(),
     }
 }
 

@@ -23,6 +23,7 @@ use super::outputs::Outputs;
 use super::shared::*;
 use crate::cancel::CancelScope;
 use crate::error::BoxError;
+use crate::observe::occupancy::{BACKPRESSURED, BUSY, IDLE, OFF};
 use crate::stage::{Consumer, Context, Emitter, Flow, Processor, Producer};
 use crate::supervisor::{Decision, ExitReason};
 
@@ -102,8 +103,10 @@ impl StageCx {
     }
 
     /// Parks until an edge, the supervisor, the cancel watcher or the timer
-    /// has something for this stage.
-    async fn wait(&self, timer: Option<Instant>) {
+    /// has something for this stage; `why` (`IDLE` or `BACKPRESSURED`) is
+    /// the state the wait counts as (`observe::occupancy`).
+    async fn wait(&self, why: u8, timer: Option<Instant>) {
+        self.stage.meter.clock.enter(why);
         match timer {
             Some(at) => {
                 tokio::select! {
@@ -122,6 +125,9 @@ impl StageCx {
         &self,
         fut: F,
     ) -> Result<std::thread::Result<F::Output>, InstanceExit> {
+        // A load and a compare when the stage is already busy (a batch's
+        // chunks): the time is read only when it starts being busy.
+        self.stage.meter.clock.enter(BUSY);
         let mut fut = pin!(fut);
         if let Poll::Ready(r) = poll_fn(|c| Poll::Ready(poll_catching(fut.as_mut(), c))).await {
             return Ok(r);
@@ -341,6 +347,7 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
                     cx.pipeline.stages[i].request(CONTROL_STOP);
                 }
                 cx.stage.state.store(STATE_RESTARTING, Ordering::Release);
+                cx.stage.meter.clock.enter(IDLE);
                 if !delay.is_zero() {
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -355,6 +362,7 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
         }
     };
     cx.stage.state.store(STATE_ENDED, Ordering::Release);
+    cx.stage.meter.clock.enter(OFF);
     tracing::debug!(stage = %name, end = ?end, "stage ended");
     end
 }
@@ -436,11 +444,11 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
             }
             let demand = self.outputs.demand();
             if demand == 0 || self.done || cx.draining() {
-                cx.wait(None).await;
+                cx.wait(BACKPRESSURED, None).await;
                 continue;
             }
             if dry && !asked && !stage.call.take() {
-                cx.wait(None).await;
+                cx.wait(IDLE, None).await;
                 continue;
             }
             // The call about to start satisfies any earlier request.
@@ -608,7 +616,7 @@ where
                 if self.outputs.buffered() == 0 {
                     return InstanceExit::Normal;
                 }
-                cx.wait(None).await;
+                cx.wait(BACKPRESSURED, None).await;
                 continue;
             }
             // Leftovers from an expanding call go first: no new input while
@@ -616,7 +624,7 @@ where
             let demand = self.outputs.demand();
             if demand == 0 || self.outputs.buffered() > 0 {
                 // Timers only matter when output can go somewhere.
-                cx.wait(None).await;
+                cx.wait(BACKPRESSURED, None).await;
                 continue;
             }
             if let Some(at) = instance.timer() {
@@ -642,7 +650,7 @@ where
                         return InstanceExit::Failed(e);
                     }
                     let idle = self.inputs.idle_deadline().map(|(at, _)| at);
-                    cx.wait(earliest(instance.timer(), idle)).await
+                    cx.wait(IDLE, earliest(instance.timer(), idle)).await
                 }
                 Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
                 Next::Ended(None) => {
@@ -774,7 +782,8 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
                     if let Err(e) = self.inputs.check_idle() {
                         return InstanceExit::Failed(e);
                     }
-                    cx.wait(self.inputs.idle_deadline().map(|(at, _)| at)).await
+                    cx.wait(IDLE, self.inputs.idle_deadline().map(|(at, _)| at))
+                        .await
                 }
                 Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
                 Next::Ended(None) => {

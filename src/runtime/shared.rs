@@ -65,6 +65,8 @@ pub(crate) struct StageShared {
     pub(crate) control: AtomicU8,
     pub(crate) control_notify: Notify,
     pub(crate) state: AtomicU8,
+    /// Time spent busy, backpressured and idle (`observe::occupancy`).
+    pub(crate) meter: crate::observe::occupancy::Meter,
 }
 
 impl StageShared {
@@ -77,6 +79,7 @@ impl StageShared {
             control: AtomicU8::new(CONTROL_NONE),
             control_notify: Notify::new(),
             state: AtomicU8::new(STATE_RUNNING),
+            meter: crate::observe::occupancy::Meter::new(),
         }
     }
 

@@ -1,0 +1,7 @@
+//! The operator's view of a running pipeline: how each stage spends its
+//! time ([`Occupancy`], in `stats()`), spans and metrics. See
+//! `docs/observability.md`.
+
+pub(crate) mod occupancy;
+
+pub use occupancy::Occupancy;
