@@ -31,9 +31,9 @@
 //!   `loom_occupancy_read_is_never_torn`).
 
 #[cfg(all(test, loom))]
-use loom::sync::atomic::{fence, AtomicU64, AtomicU8};
+use loom::sync::atomic::{fence, AtomicU64};
 #[cfg(not(all(test, loom)))]
-use std::sync::atomic::{fence, AtomicU64, AtomicU8};
+use std::sync::atomic::{fence, AtomicU64};
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -91,17 +91,27 @@ pub(crate) const OFF: u8 = 3;
 pub(crate) type Totals = [u64; 3];
 
 /// A stage's state and the time it spent in each (see the module docs).
+///
+/// The writer only ever writes these words with read-modify-writes, never
+/// a load followed by a store: besides being what the protocol needs (the
+/// old state and its start come back from the swap of `mark`), it keeps
+/// every write visible to loom's race detection, which links a store to
+/// the last access of the same word and so would not see a reader's load
+/// behind the writer's own.
 #[derive(Debug)]
 pub(crate) struct StateClock {
-    /// Even when `acc`, `since` and `state` are consistent; odd while the
-    /// writer updates them.
+    /// Even when `acc` and `mark` are consistent; odd while the writer
+    /// updates them.
     seq: AtomicU64,
     acc: [AtomicU64; 3],
-    /// When the current state began, in nanoseconds from `start`.
-    since: AtomicU64,
-    state: AtomicU8,
+    /// The current state (low 2 bits) and when it began (the rest, in
+    /// nanoseconds from `start`; 62 bits last 146 years).
+    mark: AtomicU64,
     start: std::time::Instant,
 }
+
+const STATE_BITS: u32 = 2;
+const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
 
 impl StateClock {
     /// A clock that starts now, in state `IDLE`.
@@ -109,8 +119,7 @@ impl StateClock {
         StateClock {
             seq: AtomicU64::new(0),
             acc: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
-            since: AtomicU64::new(0),
-            state: AtomicU8::new(IDLE),
+            mark: AtomicU64::new(u64::from(IDLE)),
             start: std::time::Instant::now(),
         }
     }
@@ -124,7 +133,7 @@ impl StateClock {
     /// Called by the stage's own task only.
     #[inline]
     pub(crate) fn enter(&self, to: u8) {
-        if self.state.load(Ordering::Relaxed) != to {
+        if self.mark.load(Ordering::Relaxed) & STATE_MASK != u64::from(to) {
             self.switch(to, self.now());
         }
     }
@@ -133,22 +142,18 @@ impl StateClock {
     /// crediting the time since the last switch to the state it leaves.
     /// Called by the stage's own task only (the one writer).
     pub(crate) fn switch(&self, to: u8, now: u64) {
-        let from = self.state.load(Ordering::Relaxed);
-        if from == to {
-            return;
-        }
-        let seq = self.seq.load(Ordering::Relaxed);
-        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::Relaxed);
         // The odd sequence number is visible before any of the data below.
         fence(Ordering::Release);
-        if let Some(acc) = self.acc.get(usize::from(from)) {
-            let since = self.since.load(Ordering::Relaxed);
-            let total = acc.load(Ordering::Relaxed);
-            acc.store(total + now.saturating_sub(since), Ordering::Relaxed);
+        let now = now & (u64::MAX >> STATE_BITS);
+        let old = self
+            .mark
+            .swap(now << STATE_BITS | u64::from(to), Ordering::Relaxed);
+        let (from, since) = (old & STATE_MASK, old >> STATE_BITS);
+        if let Some(acc) = self.acc.get(from as usize) {
+            acc.fetch_add(now.saturating_sub(since), Ordering::Relaxed);
         }
-        self.since.store(now, Ordering::Relaxed);
-        self.state.store(to, Ordering::Relaxed);
-        self.seq.store(seq.wrapping_add(2), Ordering::Release);
+        self.seq.fetch_add(1, Ordering::Release);
     }
 
     /// The nanoseconds spent in each state up to `now`, the current state's
@@ -166,8 +171,7 @@ impl StateClock {
             for (t, acc) in totals.iter_mut().zip(&self.acc) {
                 *t = acc.load(Ordering::Relaxed);
             }
-            let since = self.since.load(Ordering::Relaxed);
-            let state = self.state.load(Ordering::Relaxed);
+            let mark = self.mark.load(Ordering::Relaxed);
             // The loads above happen before the second look at `seq`.
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) != seq {
@@ -175,7 +179,8 @@ impl StateClock {
                 loom::thread::yield_now();
                 continue;
             }
-            if let Some(t) = totals.get_mut(usize::from(state)) {
+            let (state, since) = (mark & STATE_MASK, mark >> STATE_BITS);
+            if let Some(t) = totals.get_mut(state as usize) {
                 *t += now.saturating_sub(since);
             }
             return totals;
@@ -275,7 +280,7 @@ mod tests {
         let c = StateClock::new();
         c.switch(BUSY, 10);
         c.switch(BACKPRESSURED, 30);
-        c.switch(BACKPRESSURED, 35); // no change: nothing credited
+        c.switch(BACKPRESSURED, 35); // the same state: its time runs on
         c.switch(IDLE, 60);
         assert_eq!(c.totals(100), [20, 30, 50]);
         c.switch(OFF, 100);
