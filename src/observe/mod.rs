@@ -5,3 +5,4 @@
 pub(crate) mod occupancy;
 
 pub use occupancy::Occupancy;
+pub(crate) mod span;

@@ -296,6 +296,11 @@ impl PipelineHandle {
         self.shared.cancel(CancelCause::User);
     }
 
+    /// The pipeline's name (see [`Pipeline::name`](crate::Pipeline::name)).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
     /// Live counters: per stage, per subscription, and the cancel cause.
     pub fn stats(&self) -> Stats {
         stats_of(&self.shared)

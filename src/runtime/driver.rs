@@ -242,13 +242,26 @@ pub(crate) trait Driver: Send {
     fn rearm(&mut self) {}
 }
 
-/// Runs a stage under the pipeline's supervisor until it ends for good.
-pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd {
+/// Runs a stage under the pipeline's supervisor until it ends for good,
+/// inside the stage's span (`observe::span`): what the supervisor logs
+/// about the stage (restarts, failures, its end) carries it.
+pub(crate) async fn supervise(cx: StageCx, driver: impl Driver) -> StageEnd {
+    let span = crate::observe::span::stage(&cx.pipeline, &cx.stage);
+    tracing::Instrument::instrument(supervise_in_span(cx, driver), span).await
+}
+
+async fn supervise_in_span(cx: StageCx, mut driver: impl Driver) -> StageEnd {
     let name = cx.stage.name.clone();
     tracing::debug!(stage = %name, "stage started");
     let mut attempt = 0u32;
     let end = loop {
-        let exit = driver.run_instance(&cx, attempt).await;
+        // One span per attempt, entered whenever the instance is polled:
+        // around every handler call, never per event.
+        let exit = tracing::Instrument::instrument(
+            driver.run_instance(&cx, attempt),
+            crate::observe::span::attempt(attempt),
+        )
+        .await;
         let reason = match &exit {
             // A stage that ends because of a graceful shutdown is not
             // restarted, whatever its restart type.

@@ -67,6 +67,9 @@ pub(crate) struct StageShared {
     pub(crate) state: AtomicU8,
     /// Time spent busy, backpressured and idle (`observe::occupancy`).
     pub(crate) meter: crate::observe::occupancy::Meter,
+    /// Which instance of a concurrent stage this is (`name[instance]`);
+    /// 0 for a stage of one instance.
+    pub(crate) instance: usize,
 }
 
 impl StageShared {
@@ -80,6 +83,7 @@ impl StageShared {
             control_notify: Notify::new(),
             state: AtomicU8::new(STATE_RUNNING),
             meter: crate::observe::occupancy::Meter::new(),
+            instance: 0,
         }
     }
 
@@ -148,6 +152,10 @@ pub(crate) struct StallWatch {
 }
 
 pub(crate) struct PipelineShared {
+    /// The pipeline's name (`Pipeline::name`, else `pipeline-{id}`).
+    pub(crate) name: Arc<str>,
+    /// The parent of every stage's span (`observe::span`).
+    pub(crate) span: tracing::Span,
     pub(crate) scope: CancelScope,
     pub(crate) stages: Vec<Arc<StageShared>>,
     pub(crate) edges: Vec<EdgeStat>,
