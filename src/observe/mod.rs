@@ -5,4 +5,6 @@
 pub(crate) mod occupancy;
 
 pub use occupancy::Occupancy;
+#[cfg(feature = "metrics")]
+pub(crate) mod metrics;
 pub(crate) mod span;

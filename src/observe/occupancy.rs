@@ -257,6 +257,12 @@ impl Meter {
         }
     }
 
+    /// The nanoseconds spent in each state so far (for metrics).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn totals(&self) -> Totals {
+        self.clock.totals(self.clock.now())
+    }
+
     /// The stage's occupancy over the last window, as of now.
     pub(crate) fn occupancy(&self) -> Occupancy {
         let now = self.clock.now();

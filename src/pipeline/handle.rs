@@ -148,6 +148,8 @@ pub struct EdgeStats {
     pub delivered: u64,
     /// Demand granted so far (`delivered <= granted` always: invariant D1).
     pub granted: u64,
+    /// Non-empty batches delivered so far.
+    pub batches: u64,
 }
 
 /// An edge the stall detector flagged.
@@ -227,6 +229,7 @@ fn edge_stats(e: &EdgeStat) -> EdgeStats {
         buffered: snap.buffered,
         delivered: snap.delivered,
         granted: snap.granted,
+        batches: snap.batches,
     }
 }
 
@@ -416,6 +419,9 @@ impl PipelineHandle {
                 None => Status::Completed,
             }
         };
+        // The final counters are published before the report is returned.
+        #[cfg(feature = "metrics")]
+        crate::observe::metrics::publish(shared);
         let stats = stats_of(shared);
         let stages = stats
             .stages

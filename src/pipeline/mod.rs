@@ -774,6 +774,8 @@ impl Pipeline {
             handle::watch(shared.clone()),
             shared.span.clone(),
         ));
+        #[cfg(feature = "metrics")]
+        rt.spawn(crate::observe::metrics::run(shared.clone()));
         let groups = self.task_groups();
         // Which stages hand their output to a subscriber in their own task
         // (the upstream side of a chain link): they let it run at once.

@@ -128,6 +128,8 @@ impl StageCx {
         // A load and a compare when the stage is already busy (a batch's
         // chunks): the time is read only when it starts being busy.
         self.stage.meter.clock.enter(BUSY);
+        #[cfg(feature = "metrics")]
+        let _timer = HandlerTimer::start(&self.stage);
         let mut fut = pin!(fut);
         if let Poll::Ready(r) = poll_fn(|c| Poll::Ready(poll_catching(fut.as_mut(), c))).await {
             return Ok(r);
@@ -157,6 +159,33 @@ impl StageCx {
     }
 }
 
+/// Records a handler call's duration in the stage's histogram when dropped
+/// (however the call ended). Only with the `metrics` feature.
+#[cfg(feature = "metrics")]
+struct HandlerTimer<'a> {
+    histogram: Option<&'a metrics::Histogram>,
+    start: std::time::Instant,
+}
+
+#[cfg(feature = "metrics")]
+impl<'a> HandlerTimer<'a> {
+    fn start(stage: &'a StageShared) -> Self {
+        HandlerTimer {
+            histogram: stage.handler_seconds.get(),
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for HandlerTimer<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.histogram {
+            h.record(self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
 /// Polls a handler future once, turning a panic into a value.
 fn poll_catching<F: Future>(
     fut: Pin<&mut F>,
@@ -177,6 +206,9 @@ fn poll_catching<F: Future>(
 async fn after_send(cx: &StageCx, sent: bool) {
     tokio::task::consume_budget().await;
     if sent && cx.hands_off {
+        // While its subscriber runs on this worker, the stage waits on
+        // downstream: counted as backpressured, not busy.
+        cx.stage.meter.clock.enter(BACKPRESSURED);
         let mut yielded = false;
         poll_fn(|c| {
             if std::mem::replace(&mut yielded, true) {
@@ -247,6 +279,10 @@ pub(crate) trait Driver: Send {
 /// about the stage (restarts, failures, its end) carries it.
 pub(crate) async fn supervise(cx: StageCx, driver: impl Driver) -> StageEnd {
     let span = crate::observe::span::stage(&cx.pipeline, &cx.stage);
+    #[cfg(feature = "metrics")]
+    cx.stage.handler_seconds.get_or_init(|| {
+        crate::observe::metrics::handler_seconds(&cx.pipeline.name, &cx.stage.name)
+    });
     tracing::Instrument::instrument(supervise_in_span(cx, driver), span).await
 }
 

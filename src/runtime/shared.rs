@@ -70,6 +70,9 @@ pub(crate) struct StageShared {
     /// Which instance of a concurrent stage this is (`name[instance]`);
     /// 0 for a stage of one instance.
     pub(crate) instance: usize,
+    /// Where handler times go (`observe::metrics`), once the stage runs.
+    #[cfg(feature = "metrics")]
+    pub(crate) handler_seconds: std::sync::OnceLock<metrics::Histogram>,
 }
 
 impl StageShared {
@@ -84,6 +87,8 @@ impl StageShared {
             state: AtomicU8::new(STATE_RUNNING),
             meter: crate::observe::occupancy::Meter::new(),
             instance: 0,
+            #[cfg(feature = "metrics")]
+            handler_seconds: std::sync::OnceLock::new(),
         }
     }
 
