@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use demandflow::{
-    source, BoxError, Consumer, Context, Emitter, Flow, Occupancy, Pipeline, Producer, Stats,
-    Subscribe,
+    sink, source, stage, BoxError, Consumer, Context, Emitter, Flow, Occupancy, Pipeline, Producer,
+    Stats, Subscribe,
 };
 
 /// How long each pipeline runs before its stats are read.
@@ -130,6 +130,29 @@ async fn each_instance_of_a_concurrent_stage_is_measured() {
         let o = occupancy(&stats, name);
         assert!(o.busy > 0.5, "{name}: {o:?}");
     }
+    run.cancel();
+    let _ = run.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_stage_in_front_of_a_slow_one_is_backpressured() {
+    // `double` and `slow` form a straight chain, which runs in one task:
+    // while `slow` runs on the worker `double` handed it (here blocking it,
+    // as CPU-bound work does), `double` waits on downstream.
+    let mut p = Pipeline::new();
+    let numbers = p.producer("numbers", source::iter(0u64..));
+    let doubled = p
+        .processor("double", stage::map(|x: u64| x * 2))
+        .subscribe(&numbers, Subscribe::max_demand(4));
+    let blocking = sink::for_each(|_: u64| std::thread::sleep(Duration::from_millis(2)));
+    p.consumer("slow", blocking)
+        .subscribe(&doubled, Subscribe::max_demand(4));
+    let run = p.spawn().unwrap();
+    tokio::time::sleep(RUN).await;
+    let stats = run.stats();
+    let double = occupancy(&stats, "double");
+    assert!(double.backpressured > 0.5, "double: {double:?}");
+    assert!(occupancy(&stats, "slow").busy > 0.5);
     run.cancel();
     let _ = run.join().await;
 }
