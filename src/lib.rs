@@ -121,6 +121,7 @@ mod demand;
 pub mod dispatcher;
 pub mod error;
 pub(crate) mod loom;
+pub mod observe;
 pub mod pipeline;
 pub mod push;
 pub(crate) mod runtime;
@@ -134,6 +135,7 @@ pub mod testkit;
 pub use cancel::{CancelCause, CancelGuard, CancelScope};
 pub use demand::{DemandLimits, DemandLimitsError, SubscriberDemand, DEFAULT_MAX_DEMAND};
 pub use error::{AskError, BoxError, BuildError, PipelineError, StageFailure, SubscribeError};
+pub use observe::Occupancy;
 pub use pipeline::{
     CancelMode, Canceller, Dispatch, LastCancel, Pipeline, PipelineHandle, PipelineStream, Report,
     StageRef, Stats, Status, Subscribe, Subscription,
@@ -163,3 +165,7 @@ struct CancellationDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/writing-a-stage.md")]
 struct WritingAStageDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/observability.md")]
+struct ObservabilityDoctests;

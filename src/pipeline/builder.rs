@@ -189,6 +189,9 @@ impl<'p, In: Send + 'static> Common<'p, In> {
                 self.name.clone()
             };
             let id = (self.make)(p, &name);
+            if let Some(shared) = Arc::get_mut(&mut p.stages[id].shared) {
+                shared.instance = i;
+            }
             p.stages[id].restart = self.restart;
             p.stages[id].own_task = self.own_task;
             ids.push(id);

@@ -215,7 +215,7 @@ pub enum StageState {
 }
 
 /// A stage's live counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StageStats {
     /// The stage's name.
     pub name: String,
@@ -235,6 +235,8 @@ pub struct StageStats {
     pub restarts: u64,
     /// Lifecycle state.
     pub state: StageState,
+    /// How it spent the last few seconds: busy, backpressured or idle.
+    pub occupancy: crate::observe::Occupancy,
 }
 
 /// One subscription's live state.
@@ -252,6 +254,8 @@ pub struct EdgeStats {
     pub delivered: u64,
     /// Demand granted so far (`delivered <= granted` always: invariant D1).
     pub granted: u64,
+    /// Non-empty batches delivered so far.
+    pub batches: u64,
 }
 
 /// An edge the stall detector flagged.
@@ -268,7 +272,7 @@ pub struct Stall {
 }
 
 /// A point-in-time view of a running pipeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stats {
     /// Per stage.
     pub stages: Vec<StageStats>,
@@ -348,6 +352,7 @@ fn stage_stats(s: &StageShared) -> StageStats {
             STATE_RESTARTING => StageState::Restarting,
             _ => StageState::Ended,
         },
+        occupancy: s.meter.occupancy(),
     }
 }
 
@@ -360,6 +365,7 @@ fn edge_stats(e: &EdgeStat) -> EdgeStats {
         buffered: snap.buffered,
         delivered: snap.delivered,
         granted: snap.granted,
+        batches: snap.batches,
     }
 }
 
@@ -506,6 +512,11 @@ impl PipelineHandle {
         }
     }
 
+    /// The pipeline's name (see [`Pipeline::name`](crate::Pipeline::name)).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
     /// Live counters: per stage, per subscription, and the cancel cause.
     pub fn stats(&self) -> Stats {
         stats_of(&self.shared)
@@ -621,6 +632,9 @@ impl PipelineHandle {
                 None => Status::Completed,
             }
         };
+        // The final counters are published before the report is returned.
+        #[cfg(feature = "metrics")]
+        crate::observe::metrics::publish(shared);
         let stats = stats_of(shared);
         let stages = stats
             .stages

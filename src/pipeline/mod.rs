@@ -179,6 +179,7 @@ pub struct Pipeline {
     dead_letter: Option<DeadLetterFn>,
     stall_timeout: Option<Duration>,
     edge_stats: Vec<EdgeStat>,
+    name: Option<String>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -221,7 +222,17 @@ impl Pipeline {
             dead_letter: None,
             stall_timeout: None,
             edge_stats: Vec::new(),
+            name: None,
         }
+    }
+
+    /// Names the pipeline, for the operator: the `pipeline` field of its
+    /// `tracing` span and the `pipeline` label of its metrics (see
+    /// `docs/observability.md`). Default: `pipeline-N`, with `N` the
+    /// pipeline's id in this process.
+    pub fn name(mut self, name: impl Into<String>) -> Pipeline {
+        self.name = Some(name.into());
+        self
     }
 
     /// The run must end by `deadline`; past it every stage is cancelled and
@@ -726,7 +737,14 @@ impl Pipeline {
             .dead_letter
             .take()
             .unwrap_or_else(|| Arc::new(|_dl: DeadLetter| {}));
+        let name: Arc<str> = match self.name.take() {
+            Some(name) => name.into(),
+            None => format!("pipeline-{}", self.id).into(),
+        };
+        let span = crate::observe::span::pipeline(&name, self.id);
         let shared = Arc::new(PipelineShared {
+            name,
+            span,
             scope: scope.clone(),
             stages: self.stages.iter().map(|s| s.shared.clone()).collect(),
             edges: std::mem::take(&mut self.edge_stats),
@@ -753,7 +771,12 @@ impl Pipeline {
         if deadline.is_some_and(|d| d <= now) {
             scope.cancel(CancelCause::DeadlineExceeded);
         }
-        let watcher = rt.spawn(handle::watch(shared.clone()));
+        let watcher = rt.spawn(tracing::Instrument::instrument(
+            handle::watch(shared.clone()),
+            shared.span.clone(),
+        ));
+        #[cfg(feature = "metrics")]
+        rt.spawn(crate::observe::metrics::run(shared.clone()));
         let groups = self.task_groups();
         // Which stages hand their output to a subscriber in their own task
         // (the upstream side of a chain link): they let it run at once.
@@ -809,11 +832,13 @@ impl Pipeline {
                 _ => rt.spawn(Group::new(futs)),
             });
         }
-        tracing::debug!(
-            stages = self.stages.len(),
-            tasks = tasks.len(),
-            "pipeline spawned"
-        );
+        shared.span.in_scope(|| {
+            tracing::debug!(
+                stages = self.stages.len(),
+                tasks = tasks.len(),
+                "pipeline spawned"
+            )
+        });
         Ok(PipelineHandle::new(shared, tasks, watcher))
     }
 

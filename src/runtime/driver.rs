@@ -23,6 +23,7 @@ use super::outputs::Outputs;
 use super::shared::*;
 use crate::cancel::CancelScope;
 use crate::error::{BoxError, StageFailure};
+use crate::observe::occupancy::{BACKPRESSURED, BUSY, IDLE, OFF};
 use crate::stage::{Consumer, Context, Emitter, Flow, Processor, Producer};
 use crate::supervisor::{Decision, ExitReason};
 
@@ -102,8 +103,10 @@ impl StageCx {
     }
 
     /// Parks until an edge, the supervisor, the cancel watcher or the timer
-    /// has something for this stage.
-    async fn wait(&self, timer: Option<Instant>) {
+    /// has something for this stage; `why` (`IDLE` or `BACKPRESSURED`) is
+    /// the state the wait counts as (`observe::occupancy`).
+    async fn wait(&self, why: u8, timer: Option<Instant>) {
+        self.stage.meter.clock.enter(why);
         match timer {
             Some(at) => {
                 tokio::select! {
@@ -122,6 +125,11 @@ impl StageCx {
         &self,
         fut: F,
     ) -> Result<std::thread::Result<F::Output>, InstanceExit> {
+        // A load and a compare when the stage is already busy (a batch's
+        // chunks): the time is read only when it starts being busy.
+        self.stage.meter.clock.enter(BUSY);
+        #[cfg(feature = "metrics")]
+        let _timer = HandlerTimer::start(&self.stage);
         let mut fut = pin!(fut);
         if let Poll::Ready(r) = poll_fn(|c| Poll::Ready(poll_catching(fut.as_mut(), c))).await {
             return Ok(r);
@@ -157,6 +165,33 @@ impl StageCx {
     }
 }
 
+/// Records a handler call's duration in the stage's histogram when dropped
+/// (however the call ended). Only with the `metrics` feature.
+#[cfg(feature = "metrics")]
+struct HandlerTimer<'a> {
+    histogram: Option<&'a metrics::Histogram>,
+    start: std::time::Instant,
+}
+
+#[cfg(feature = "metrics")]
+impl<'a> HandlerTimer<'a> {
+    fn start(stage: &'a StageShared) -> Self {
+        HandlerTimer {
+            histogram: stage.handler_seconds.get(),
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for HandlerTimer<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.histogram {
+            h.record(self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
 /// Polls a handler future once, turning a panic into a value.
 fn poll_catching<F: Future>(
     fut: Pin<&mut F>,
@@ -177,6 +212,9 @@ fn poll_catching<F: Future>(
 async fn after_send(cx: &StageCx, sent: bool) {
     tokio::task::consume_budget().await;
     if sent && cx.hands_off {
+        // While its subscriber runs on this worker, the stage waits on
+        // downstream: counted as backpressured, not busy.
+        cx.stage.meter.clock.enter(BACKPRESSURED);
         let mut yielded = false;
         poll_fn(|c| {
             if std::mem::replace(&mut yielded, true) {
@@ -232,13 +270,30 @@ pub(crate) trait Driver: Send {
     fn rearm(&mut self) {}
 }
 
-/// Runs a stage under the pipeline's supervisor until it ends for good.
-pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd {
+/// Runs a stage under the pipeline's supervisor until it ends for good,
+/// inside the stage's span (`observe::span`): what the supervisor logs
+/// about the stage (restarts, failures, its end) carries it.
+pub(crate) async fn supervise(cx: StageCx, driver: impl Driver) -> StageEnd {
+    let span = crate::observe::span::stage(&cx.pipeline, &cx.stage);
+    #[cfg(feature = "metrics")]
+    cx.stage.handler_seconds.get_or_init(|| {
+        crate::observe::metrics::handler_seconds(&cx.pipeline.name, &cx.stage.name)
+    });
+    tracing::Instrument::instrument(supervise_in_span(cx, driver), span).await
+}
+
+async fn supervise_in_span(cx: StageCx, mut driver: impl Driver) -> StageEnd {
     let name = cx.stage.name.clone();
     tracing::debug!(stage = %name, "stage started");
     let mut attempt = 0u32;
     let end = loop {
-        let exit = driver.run_instance(&cx, attempt).await;
+        // One span per attempt, entered whenever the instance is polled:
+        // around every handler call, never per event.
+        let exit = tracing::Instrument::instrument(
+            driver.run_instance(&cx, attempt),
+            crate::observe::span::attempt(attempt),
+        )
+        .await;
         let reason = match &exit {
             // A stage that ends because of a graceful shutdown is not
             // restarted, whatever its restart type.
@@ -337,6 +392,7 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
                     cx.pipeline.stages[i].request(CONTROL_STOP);
                 }
                 cx.stage.state.store(STATE_RESTARTING, Ordering::Release);
+                cx.stage.meter.clock.enter(IDLE);
                 if !delay.is_zero() {
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -351,6 +407,7 @@ pub(crate) async fn supervise(cx: StageCx, mut driver: impl Driver) -> StageEnd 
         }
     };
     cx.stage.state.store(STATE_ENDED, Ordering::Release);
+    cx.stage.meter.clock.enter(OFF);
     tracing::debug!(stage = %name, end = ?end, "stage ended");
     end
 }
@@ -432,11 +489,11 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
             }
             let demand = self.outputs.demand();
             if demand == 0 || self.done || cx.draining() {
-                cx.wait(None).await;
+                cx.wait(BACKPRESSURED, None).await;
                 continue;
             }
             if dry && !asked && !stage.call.take() {
-                cx.wait(None).await;
+                cx.wait(IDLE, None).await;
                 continue;
             }
             // The call about to start satisfies any earlier request.
@@ -604,7 +661,7 @@ where
                 if self.outputs.buffered() == 0 {
                     return InstanceExit::Normal;
                 }
-                cx.wait(None).await;
+                cx.wait(BACKPRESSURED, None).await;
                 continue;
             }
             // Leftovers from an expanding call go first: no new input while
@@ -612,7 +669,7 @@ where
             let demand = self.outputs.demand();
             if demand == 0 || self.outputs.buffered() > 0 {
                 // Timers only matter when output can go somewhere.
-                cx.wait(None).await;
+                cx.wait(BACKPRESSURED, None).await;
                 continue;
             }
             if let Some(at) = instance.timer() {
@@ -638,7 +695,7 @@ where
                         return InstanceExit::Failed(StageFailure::message(e));
                     }
                     let idle = self.inputs.idle_deadline().map(|(at, _)| at);
-                    cx.wait(earliest(instance.timer(), idle)).await
+                    cx.wait(IDLE, earliest(instance.timer(), idle)).await
                 }
                 Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
                 Next::Ended(None) => {
@@ -770,7 +827,8 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
                     if let Err(e) = self.inputs.check_idle() {
                         return InstanceExit::Failed(StageFailure::message(e));
                     }
-                    cx.wait(self.inputs.idle_deadline().map(|(at, _)| at)).await
+                    cx.wait(IDLE, self.inputs.idle_deadline().map(|(at, _)| at))
+                        .await
                 }
                 Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
                 Next::Ended(None) => {

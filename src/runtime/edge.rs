@@ -61,6 +61,8 @@ struct State<T> {
     new_demand: usize,
     granted: u64,
     delivered: u64,
+    /// Non-empty batches delivered (for metrics; changes with `delivered`).
+    batches: u64,
     free: Vec<Vec<T>>,
     end: Option<EdgeEnd>,
     cancelled: bool,
@@ -72,6 +74,7 @@ pub(crate) struct EdgeSnapshot {
     pub(crate) granted: u64,
     pub(crate) delivered: u64,
     pub(crate) buffered: usize,
+    pub(crate) batches: u64,
 }
 
 /// What an [`EdgeObserver`] is told, in the order the edge applied it.
@@ -126,6 +129,7 @@ impl<T> Edge<T> {
                 new_demand: 0,
                 granted: 0,
                 delivered: 0,
+                batches: 0,
                 free: Vec::new(),
                 end: None,
                 cancelled: false,
@@ -198,6 +202,7 @@ impl<T> Edge<T> {
         }
         self.tell(EdgeEvent::Sent(batch.len()));
         s.delivered += n;
+        s.batches += u64::from(n > 0);
         s.buffered += batch.len();
         s.queue.push_back(batch);
         let free = s.free.pop();
@@ -277,6 +282,7 @@ impl<T> Edge<T> {
             granted: s.granted,
             delivered: s.delivered,
             buffered: s.buffered,
+            batches: s.batches,
         }
     }
 }

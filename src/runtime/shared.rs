@@ -65,6 +65,14 @@ pub(crate) struct StageShared {
     pub(crate) control: AtomicU8,
     pub(crate) control_notify: Notify,
     pub(crate) state: AtomicU8,
+    /// Time spent busy, backpressured and idle (`observe::occupancy`).
+    pub(crate) meter: crate::observe::occupancy::Meter,
+    /// Which instance of a concurrent stage this is (`name[instance]`);
+    /// 0 for a stage of one instance.
+    pub(crate) instance: usize,
+    /// Where handler times go (`observe::metrics`), once the stage runs.
+    #[cfg(feature = "metrics")]
+    pub(crate) handler_seconds: std::sync::OnceLock<metrics::Histogram>,
 }
 
 impl StageShared {
@@ -77,6 +85,10 @@ impl StageShared {
             control: AtomicU8::new(CONTROL_NONE),
             control_notify: Notify::new(),
             state: AtomicU8::new(STATE_RUNNING),
+            meter: crate::observe::occupancy::Meter::new(),
+            instance: 0,
+            #[cfg(feature = "metrics")]
+            handler_seconds: std::sync::OnceLock::new(),
         }
     }
 
@@ -145,6 +157,10 @@ pub(crate) struct StallWatch {
 }
 
 pub(crate) struct PipelineShared {
+    /// The pipeline's name (`Pipeline::name`, else `pipeline-{id}`).
+    pub(crate) name: Arc<str>,
+    /// The parent of every stage's span (`observe::span`).
+    pub(crate) span: tracing::Span,
     pub(crate) scope: CancelScope,
     pub(crate) stages: Vec<Arc<StageShared>>,
     pub(crate) edges: Vec<EdgeStat>,
