@@ -30,14 +30,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => (PathBuf::from(path), false),
         None => (sample_file().await?, true),
     };
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("cannot open {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    };
     println!("reading {}", path.display());
 
     let mut p = Pipeline::new();
-    // A producer of the file's lines. It reads only when asked: if the
-    // stages below are slow, the file is read slowly.
+    // A producer of the file's lines. It reads only when asked (here up to
+    // 1000 lines ahead, the default `max_demand` of the next subscription):
+    // if the stages below are slow, the file is read slowly.
     let lines = p.producer("lines", source::lines(BufReader::new(file)));
     // Groups of 10 lines (or fewer, if 100 ms pass before a group fills).
     let batches = p
