@@ -11,6 +11,7 @@
 //! | [`mock`] | [`MockServer`](mock::MockServer): a loopback HTTP server that streams generated or recorded answers, with pacing and faults. It is the default for the demo, the tests and the benchmarks |
 //! | [`replay`] | `demandflow replay`: a recorded transcript through the same decoder as the live producers |
 //! | `nats` | feature `nats`: `JetStreamSource`, `JetStreamSink`, `Acked`, `term_dead_letters`, for splitting a pipeline across processes |
+//! | `dashboard` | feature `dashboard`: `Dashboard::serve(watch, addr)`, a live page of a running pipeline (graph coloured by backpressure, throughput, restarts, dead letters, stalls) over server-sent events; see `docs/dashboard.md` |
 //!
 //! The HTTP body is read only while demand is pending: one chunk at a time,
 //! and only when the events decoded from the previous chunk have been handed
@@ -62,6 +63,7 @@
 //! |---|---|
 //! | (default) | SSE decoder, provider producers over reqwest with rustls, mock server, replay, the binary |
 //! | `nats` | the `nats` module (NATS JetStream source and sink, through `async-nats` with rustls and ring) |
+//! | `dashboard` | the `dashboard` module (the live pipeline dashboard, served by `axum`) |
 //!
 //! # Cancel safety
 //!
@@ -78,6 +80,8 @@
 //! `docs/testing.md` (fuzz targets for the decoder and parsers). `demandflow
 //! --help` lists the commands of the binary.
 
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod mock;
 #[cfg(feature = "nats")]
 pub mod nats;
