@@ -252,3 +252,50 @@ async fn shutdown_ends_open_streams() {
     run.cancel();
     let _ = run.join().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_subscriber_appears_in_the_next_snapshots() {
+    use demandflow::{sink, source, LastCancel, Pipeline, Subscribe};
+    let mut p = Pipeline::new();
+    let numbers = p
+        .add_producer("numbers", source::iter(0u64..))
+        .late_subscribers(LastCancel::Wait)
+        .build();
+    p.consumer("first", sink::drain())
+        .subscribe(&numbers, Subscribe::max_demand(8));
+    let run = p.spawn().unwrap();
+    let dashboard = Dashboard::serve(run.watch(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (_, mut events) = Events::open(&dashboard).await;
+    let before = events.next().await.unwrap();
+    assert_eq!(stage_names(&before), ["numbers", "first"]);
+
+    let sub = run
+        .consumer("late", sink::drain())
+        .subscribe(&numbers, Subscribe::max_demand(8))
+        .unwrap();
+    let after = loop {
+        let s = events.next().await.expect("still streaming");
+        if stage_names(&s).len() == 3 {
+            break s;
+        }
+    };
+    assert_eq!(stage_names(&after), ["numbers", "first", "late"]);
+    // Drawn in the consumers' column, below the stage that was there first.
+    let late = &after["stages"][2];
+    assert_eq!(
+        (late["depth"].as_u64(), late["row"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(after["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["from"] == "numbers" && e["to"] == "late"));
+
+    sub.cancel();
+    run.cancel();
+    let _ = run.join().await;
+    dashboard.shutdown().await.unwrap();
+}
