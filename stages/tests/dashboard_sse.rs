@@ -217,9 +217,15 @@ async fn the_server_ends_with_the_pipeline_after_a_final_snapshot() {
     run.cancel();
     let report = run.join().await;
     assert!(report.is_err(), "cancelled");
-    // Snapshots until the final one says stopped; then the stream ends.
+    // Snapshots until the final one says stopped; then the stream ends
+    // (bounded: a stream that went on would fail here, not hang).
     let mut last = None;
+    let until = tokio::time::Instant::now() + PATIENCE;
     while let Some(s) = events.next().await {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the stream outlived the pipeline: {s}"
+        );
         last = Some(s);
     }
     let last = last.expect("a final snapshot");
@@ -247,7 +253,13 @@ async fn shutdown_ends_open_streams() {
         .expect("shutdown returns although a client is connected")
         .unwrap();
     // The stream ends (no final snapshot needed: the pipeline runs on).
-    while events.next().await.is_some() {}
+    let until = tokio::time::Instant::now() + PATIENCE;
+    while events.next().await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the stream outlived the shutdown"
+        );
+    }
     assert!(run.stats().stage("slow_sink").is_some());
     run.cancel();
     let _ = run.join().await;
