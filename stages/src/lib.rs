@@ -14,6 +14,7 @@
 //! | [`batch`] | the file side of `demandflow batch`: [`BatchReader`](batch::BatchReader) streams OpenAI Batch API and Anthropic Message Batches JSONL lines (one [`LineError`](batch::LineError) per malformed line, never a stop), [`BatchWriter`](batch::BatchWriter) writes one whole [`BatchResult`](batch::BatchResult) line per request plus `<output>.failed.jsonl`, [`resume`](batch::resume) finds what a killed run finished, [`Counters`](batch::Counters), [`ProgressTask`](batch::ProgressTask) and [`Summary`](batch::Summary) show how far it got |
 //! | [`replay`] | `demandflow replay`: a recorded transcript through the same decoder as the live producers |
 //! | `nats` | feature `nats`: `JetStreamSource`, `JetStreamSink`, `Acked`, `term_dead_letters`, for splitting a pipeline across processes |
+//! | `dashboard` | feature `dashboard`: `Dashboard::serve(watch, addr)`, a live page of a running pipeline (graph coloured by backpressure, throughput, restarts, dead letters, stalls) over server-sent events; see `docs/dashboard.md` |
 //!
 //! The HTTP body is read only while demand is pending: one chunk at a time,
 //! and only when the events decoded from the previous chunk have been handed
@@ -65,6 +66,7 @@
 //! |---|---|
 //! | (default) | SSE decoder, provider producers over reqwest with rustls, mock server, replay, the binary |
 //! | `nats` | the `nats` module (NATS JetStream source and sink, through `async-nats` with rustls and ring) |
+//! | `dashboard` | the `dashboard` module (the live pipeline dashboard, served by `axum`) |
 //!
 //! # Cancel safety
 //!
@@ -85,6 +87,8 @@
 
 pub mod batch;
 pub mod llm;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod mock;
 #[cfg(feature = "nats")]
 pub mod nats;
