@@ -86,9 +86,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod batch;
-pub mod llm;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
+pub mod llm;
 pub mod mock;
 #[cfg(feature = "nats")]
 pub mod nats;

@@ -128,7 +128,7 @@ pub(crate) fn snapshot(
             let throughput = prev.and_then(|p| {
                 let before = p.stats.stage(&s.name)?;
                 let dt = t_ms.checked_sub(p.t_ms).filter(|&d| d > 0)?;
-                let n = handled(s).saturating_sub(handled(before));
+                let n = handled(s).saturating_sub(handled(&before));
                 Some(round(n as f64 * 1000.0 / dt as f64, 10.0))
             });
             StageView {
@@ -269,6 +269,7 @@ mod tests {
             buffered: 2,
             delivered: 10,
             granted: 13,
+            batches: 2,
         }
     }
 
