@@ -65,6 +65,10 @@ pub(crate) struct ChaosArgs {
     /// restarts, lost
     #[arg(long)]
     json: bool,
+    /// Serve a live page of the pipeline (graph coloured by backpressure,
+    /// restarts, dead letters) on ADDR, e.g. 127.0.0.1:8080
+    #[arg(long, value_name = "ADDR")]
+    dashboard: Option<std::net::SocketAddr>,
 }
 
 /// Panic messages that start with this are injected, and kept off stderr.
@@ -77,6 +81,7 @@ struct Options {
     poison_every: u64,
     seed: u64,
     json: bool,
+    dashboard: Option<std::net::SocketAddr>,
 }
 
 /// `--seconds`: in (0, 86400].
@@ -109,6 +114,7 @@ fn options(a: ChaosArgs) -> Options {
         poison_every: a.poison_every,
         seed,
         json: a.json,
+        dashboard: a.dashboard,
     }
 }
 
@@ -349,6 +355,7 @@ async fn chaos(o: Options) -> Result<i32, String> {
     let start = Instant::now();
     let handle = p.spawn().map_err(|e| e.to_string())?;
     let watch = handle.watch();
+    let dashboard = super::dashboard::serve(watch.clone(), o.dashboard, "demandflow chaos").await?;
     let until = tokio::time::Instant::now() + o.run_for;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -377,6 +384,7 @@ async fn chaos(o: Options) -> Result<i32, String> {
         Err(e) => e.into_report(),
     };
     let elapsed = start.elapsed();
+    super::dashboard::close(dashboard).await;
 
     let produced = produced.load(Ordering::Relaxed);
     let book = std::mem::take(&mut *book.lock().unwrap_or_else(PoisonError::into_inner));

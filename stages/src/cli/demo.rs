@@ -45,6 +45,10 @@ pub(crate) struct DemoArgs {
     /// The API the mock speaks and the provider decodes
     #[arg(long, value_name = "API", default_value = "anthropic-messages", value_parser = args::api())]
     api: Api,
+    /// Serve a live page of the pipeline (graph coloured by backpressure,
+    /// throughput, demand and buffers) on ADDR, e.g. 127.0.0.1:8080
+    #[arg(long, value_name = "ADDR")]
+    dashboard: Option<std::net::SocketAddr>,
 }
 
 /// `max_demand` of provider → reflow and of reflow → printer: small, so
@@ -239,6 +243,7 @@ async fn demo(o: DemoArgs) -> Result<i32, String> {
     let start = Instant::now();
     let handle = p.spawn().map_err(|e| e.to_string())?;
     let watch = handle.watch();
+    let dashboard = super::dashboard::serve(watch.clone(), o.dashboard, "demandflow demo").await?;
     // Sample often for the maximum, redraw ~10 times a second.
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -282,6 +287,7 @@ async fn demo(o: DemoArgs) -> Result<i32, String> {
         .status(&line);
     let result = handle.join().await;
     let elapsed = start.elapsed();
+    super::dashboard::close(dashboard).await;
     screen
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

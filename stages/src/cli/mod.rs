@@ -29,6 +29,7 @@ macro_rules! errln {
 mod args;
 mod bench;
 mod chaos;
+mod dashboard;
 mod demo;
 mod live;
 mod mock;
