@@ -87,9 +87,9 @@ pub(crate) struct Outcome {
     /// The most requests held in the pipeline at once: on its
     /// subscriptions plus queued in the request stage (sampled).
     pub(crate) peak_buffered: u64,
-    /// The most results written per sample over time: `(seconds since the
-    /// start, results written, tokens)`, for sustained rates.
-    pub(crate) samples: Vec<(f64, u64, u64)>,
+    /// Results written and tokens over time (every ~200 ms), for
+    /// sustained rates.
+    pub(crate) samples: Vec<Sample>,
 }
 
 impl Job {
@@ -191,12 +191,10 @@ impl Interrupts {
         Interrupts(rx)
     }
 
-    /// Never interrupted (the benchmark).
+    /// Never interrupted (the benchmark): the sender is gone, so `wait`
+    /// never completes.
     pub(crate) fn never() -> Interrupts {
-        let (tx, rx) = watch::channel(0u32);
-        // Kept alive for the process: a dropped sender would end `wait`.
-        std::mem::forget(tx);
-        Interrupts(rx)
+        Interrupts(watch::channel(0u32).1)
     }
 
     /// Completes once Ctrl-C has been pressed `n` times in all.
@@ -504,12 +502,15 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
     })
 }
 
+/// `(seconds since the start, results written, tokens)`.
+pub(crate) type Sample = (f64, u64, u64);
+
 /// Samples the pipeline while it runs: the peak of requests held (on the
 /// subscriptions and queued in the request stage), and the results
 /// written over time.
 struct Sampler {
     stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<(u64, Vec<(f64, u64, u64)>)>,
+    task: tokio::task::JoinHandle<(u64, Vec<Sample>)>,
 }
 
 impl Sampler {
@@ -548,7 +549,7 @@ impl Sampler {
         Sampler { stop, task }
     }
 
-    async fn finish(self) -> (u64, Vec<(f64, u64, u64)>) {
+    async fn finish(self) -> (u64, Vec<Sample>) {
         self.stop.cancel();
         self.task.await.unwrap_or_default()
     }
