@@ -455,8 +455,8 @@ async fn ctrl_c_after_grace_cancels_and_leaves_the_rest_for_resume() {
         let child = batch(&url2, &input2, &out2, &["--grace", "1s", "--json"])
             .spawn()
             .unwrap();
-        // Let the requests start (the mock counts them as they arrive).
-        std::thread::sleep(Duration::from_millis(800));
+        // Let the requests start.
+        std::thread::sleep(Duration::from_millis(1500));
         let pid = child.id().to_string();
         let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
         assert!(kill.success());
@@ -468,6 +468,49 @@ async fn ctrl_c_after_grace_cancels_and_leaves_the_rest_for_resume() {
     assert_eq!(first.status.code(), Some(130), "{stderr}");
     let partial = lines(&out_path);
     assert!(partial.len() < n, "{partial:?}");
+    let out = output(batch(&url, &input, &out_path, &["--resume", "--json"])).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exactly_once(&lines(&out_path), n);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_cancels_at_once() {
+    // Answers take seconds and the grace is long: only the second Ctrl-C
+    // can keep them out of the output.
+    let slow = GenerateSpec::tokens(4).pace(Pace::trickle(Duration::from_secs(1)));
+    let server = mock(slow, None).await;
+    let url = server.url();
+    let dir = temp_dir("second");
+    let n = 6;
+    let input = anthropic_input(&dir, n);
+    let out_path = dir.join("out.jsonl");
+    let (url2, input2, out2) = (url.clone(), input.clone(), out_path.clone());
+    let first = tokio::task::spawn_blocking(move || {
+        let child = batch(&url2, &input2, &out2, &["--grace", "120s", "--json"])
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        for _ in 0..2 {
+            std::thread::sleep(Duration::from_millis(700));
+            let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+            assert!(kill.success());
+        }
+        wait_output(child, PATIENCE)
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(130), "{stderr}");
+    assert!(
+        lines(&out_path).is_empty(),
+        "answers written: the second Ctrl-C waited"
+    );
     let out = output(batch(&url, &input, &out_path, &["--resume", "--json"])).await;
     assert_eq!(
         out.status.code(),
