@@ -122,6 +122,44 @@ fn bench_one_shape_prints_a_table() {
 }
 
 #[test]
+fn bench_llm_batch_smoke() {
+    // A small N: the figures are not checked (speed is for the benchmark),
+    // only that both runs complete every request through the batch
+    // machinery and report their keys.
+    let out = run(&[
+        "bench",
+        "--shape",
+        "llm-batch",
+        "--requests",
+        "60",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(v["shape"], "llm-batch");
+    let runs = v["runs"].as_array().unwrap();
+    let clients: Vec<&str> = runs.iter().map(|r| r["client"].as_str().unwrap()).collect();
+    assert_eq!(clients, ["told-real-limits", "told-twice-the-limits"]);
+    for r in runs {
+        assert_eq!(
+            (r["requests"].as_u64(), r["completed"].as_u64()),
+            (Some(60), Some(60)),
+            "{r}"
+        );
+        assert!(r["requests_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["peak_in_flight"].as_u64().unwrap() >= 1, "{r}");
+        for k in [
+            "request_limit_fraction",
+            "token_limit_fraction",
+            "rate_limited",
+            "peak_buffered",
+        ] {
+            assert!(r.get(k).is_some(), "{k}: {r}");
+        }
+    }
+}
+
+#[test]
 fn chaos_loses_nothing() {
     let out = run(&["chaos", "--seconds", "2", "--json", "--crash-rate", "0.05"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");

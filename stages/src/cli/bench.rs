@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::args;
 
+mod llm_batch;
 mod shapes;
 
 /// Throughput of the standard shapes beside hand-written tokio baselines.
@@ -31,6 +32,12 @@ mod shapes;
 /// consumers take turns at one shared channel, behind a tokio Mutex, which
 /// does not steer batches away from the slow one), chain3-slow (chain3 whose
 /// consumer is ~100x slower than its producer: the memory check).
+///
+/// llm-batch (not part of `all`): --requests requests through `demandflow
+/// batch`'s machinery against the embedded mock at 6,000 requests/min and
+/// 600,000 tokens/min, once with the client told those limits and once
+/// told twice them; reports requests/s and tokens/s as a fraction of the
+/// limits, 429s, peak in-flight and peak buffered requests.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = LATENCY_HELP)]
 pub(crate) struct BenchArgs {
@@ -40,6 +47,9 @@ pub(crate) struct BenchArgs {
     /// Events per run [default: 20000000; chain3-slow 5000000; --latency 3000]
     #[arg(long, value_name = "N", value_parser = args::positive::<u64>)]
     events: Option<u64>,
+    /// Requests per run of --shape llm-batch [default: 3000]
+    #[arg(long, value_name = "N", value_parser = args::positive::<u64>)]
+    requests: Option<u64>,
     /// Repetitions per side; the median is reported
     #[arg(long, value_name = "N", default_value = "5", value_parser = args::positive::<usize>)]
     reps: usize,
@@ -72,9 +82,14 @@ Exit status: 0, or 1 when a shape buffered more than its bound.";
 /// `--shape`'s values: every shape and `all`, with did-you-mean.
 fn shape_names() -> clap::builder::PossibleValuesParser {
     let mut names = all_shapes();
+    names.push(LLM_BATCH);
     names.push("all");
     clap::builder::PossibleValuesParser::new(names)
 }
+
+/// The rate-limited LLM batch shape (`bench/llm_batch.rs`): not in `all`,
+/// it takes a minute against a paced mock.
+const LLM_BATCH: &str = "llm-batch";
 
 const DEFAULT_EVENTS: u64 = 20_000_000;
 const DEFAULT_SLOW_EVENTS: u64 = 5_000_000;
@@ -101,6 +116,8 @@ struct Output {
 struct Options {
     shapes: Vec<&'static str>,
     events: Option<u64>,
+    /// `Some(requests)` for --shape llm-batch.
+    llm_batch: Option<u64>,
     reps: usize,
     json: bool,
     latency: bool,
@@ -118,6 +135,8 @@ fn options(a: BenchArgs) -> Options {
         None => all_shapes(),
     };
     Options {
+        llm_batch: (a.shape == LLM_BATCH)
+            .then(|| a.requests.unwrap_or(llm_batch::DEFAULT_REQUESTS)),
         shapes,
         events: a.events,
         reps: a.reps,
@@ -136,6 +155,9 @@ pub(crate) fn run(args: BenchArgs) -> i32 {
     };
     if o.latency {
         return run_latency(&rt, &o);
+    }
+    if let Some(requests) = o.llm_batch {
+        return llm_batch::run(&rt, requests, o.json);
     }
     let mut progress = Progress::new(o.shapes.len() * (o.reps + 1) * 2);
     let mut results = Vec::new();

@@ -1,5 +1,5 @@
 //! The `demandflow` command line (DESIGN.md §9): `demo`, `bench`, `stream`,
-//! `chaos`, `replay`, `mock` and `completions`, parsed by clap.
+//! `chaos`, `replay`, `mock`, `batch` and `completions`, parsed by clap.
 //!
 //! Every subcommand returns its exit status: 0 success, 1 a run that did
 //! not end as it should, 2 a usage error (clap's message: what was wrong,
@@ -27,6 +27,8 @@ macro_rules! errln {
 }
 
 mod args;
+mod batch;
+mod batch_run;
 mod bench;
 mod chaos;
 mod dashboard;
@@ -76,6 +78,10 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Run the embedded mock provider as a server (prints its URL)
     Mock(mock::MockArgs),
+    /// Send a JSONL file of requests (OpenAI Batch or Anthropic Message
+    /// Batches lines) through the rate-limited request stage; one result
+    /// line each, resumable
+    Batch(batch::BatchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     ///
     /// For example: `demandflow completions bash > ~/.local/share/bash-completion/completions/demandflow`,
@@ -108,6 +114,7 @@ pub(crate) fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         Command::Chaos(a) => chaos::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Mock(a) => mock::run(a),
+        Command::Batch(a) => batch_run::run(a),
         Command::Completions { shell } => completions(shell),
     };
     output::flush();
@@ -214,7 +221,9 @@ mod tests {
     fn every_subcommand_has_usage_for_post_parse_errors() {
         let mut cli = Cli::command();
         cli.build();
-        for name in ["demo", "bench", "stream", "chaos", "replay", "mock"] {
+        for name in [
+            "demo", "bench", "stream", "chaos", "replay", "mock", "batch",
+        ] {
             let sub = cli.find_subcommand_mut(name).unwrap();
             let usage = sub.render_usage().to_string();
             assert!(usage.contains(&format!("demandflow {name}")), "{usage}");
