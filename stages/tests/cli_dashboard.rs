@@ -20,6 +20,7 @@ impl Drop for Killer {
 async fn snapshot_of(args: &[&str]) -> serde_json::Value {
     let child = Command::new(env!("CARGO_BIN_EXE_demandflow"))
         .args(args)
+        .env_remove("ANTHROPIC_API_KEY")
         .args(["--dashboard", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -76,6 +77,51 @@ async fn chaos_serves_its_pipeline_on_the_dashboard() {
     assert_eq!(snapshot["title"], "demandflow chaos");
     let names = stage_names(&snapshot);
     assert!(names.iter().any(|n| n == "ledger"), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_serves_its_pipeline_on_the_dashboard() {
+    use demandflow_stages::mock::{Behaviour, GenerateSpec, MockConfig, MockServer, Pace};
+    // Slow answers, so the run is still going when the page is read.
+    let server = MockServer::start(MockConfig::default().default_behaviour(Behaviour::Generate(
+        GenerateSpec::tokens(8).pace(Pace::trickle(Duration::from_millis(50))),
+    )))
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("df-batch-dashboard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.jsonl");
+    let lines: String = (0..400)
+        .map(|i| {
+            serde_json::json!({"custom_id": format!("r{i}"), "params": {
+                "model": "claude-test", "max_tokens": 8,
+                "messages": [{"role": "user", "content": "hi"}]}})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let output = dir.join("out.jsonl");
+    let (input, output) = (input.to_str().unwrap(), output.to_str().unwrap());
+    let url = server.url();
+    let snapshot = snapshot_of(&[
+        "batch",
+        "--api",
+        "anthropic-messages",
+        "--base-url",
+        &url,
+        "--input",
+        input,
+        "--output",
+        output,
+        "--concurrency",
+        "4",
+    ])
+    .await;
+    assert_eq!(snapshot["title"], "demandflow batch");
+    assert_eq!(stage_names(&snapshot), ["read", "llm", "write"]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -80,6 +80,11 @@ pub(crate) struct BatchArgs {
     /// when unset, for local servers).
     #[arg(long, value_name = "VAR")]
     pub(crate) api_key_env: Option<String>,
+
+    /// Serve a live page of the run's pipeline (read → llm → write, coloured
+    /// by backpressure) on ADDR, e.g. 127.0.0.1:8080
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) dashboard: Option<std::net::SocketAddr>,
 }
 
 impl BatchArgs {

@@ -64,6 +64,8 @@ pub(crate) struct Job {
     pub(crate) progress: ProgressMode,
     /// Print each bad line on stderr.
     pub(crate) report_lines: bool,
+    /// Serve the dashboard of the run's pipeline here.
+    pub(crate) dashboard: Option<std::net::SocketAddr>,
 }
 
 /// Why a run could not be made or did not finish.
@@ -123,6 +125,7 @@ impl Job {
             grace: a.grace,
             progress: ProgressMode::detect(),
             report_lines: true,
+            dashboard: a.dashboard,
         })
     }
 
@@ -446,6 +449,9 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
         .map_err(|e| RunError::Failed(format!("cannot start the pipeline: {e}")))?;
     // The pipeline's live view (stages, edges, demand), for a dashboard.
     let watch = handle.watch();
+    let dashboard = super::dashboard::serve(watch.clone(), job.dashboard, "demandflow batch")
+        .await
+        .map_err(RunError::Usage)?;
     let canceller = handle.canceller();
     let sampler = Sampler::spawn(watch.clone(), stage_stats.clone(), counters.clone());
 
@@ -473,6 +479,7 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
     } else {
         handle.join().await
     };
+    super::dashboard::close(dashboard).await;
     let elapsed = progress.finish().await;
     let (peak_buffered, samples) = sampler.finish().await;
     if let Err(e) = lock(&writer.0).sync() {

@@ -126,6 +126,7 @@ async fn one_run(
         grace: Duration::from_secs(10),
         progress: ProgressMode::Off,
         report_lines: false,
+        dashboard: None,
     };
     let outcome = execute(job, Interrupts::never())
         .await
