@@ -191,3 +191,40 @@ async fn a_cancelled_run_reads_as_words() {
     let text = err.report().to_string();
     assert!(text.starts_with("cancelled by the user\nstage "), "{text}");
 }
+
+#[test]
+fn stats_stage_sums_instances_counts_and_averages_their_occupancy() {
+    use demandflow::pipeline::{StageState, StageStats};
+    use demandflow::{Occupancy, Stats};
+    let instance = |i: usize, processed: u64, backpressured: f64| StageStats {
+        name: format!("upload[{i}]"),
+        received: processed,
+        processed,
+        emitted: 0,
+        dead_lettered: 0,
+        dropped: 0,
+        abandoned: 0,
+        restarts: 0,
+        state: StageState::Running,
+        occupancy: Occupancy {
+            busy: 1.0 - backpressured,
+            backpressured,
+            idle: 0.0,
+        },
+    };
+    let stats = Stats {
+        stages: vec![instance(0, 10, 1.0), instance(1, 30, 0.5)],
+        edges: Vec::new(),
+        cancel_cause: None,
+        stalls: Vec::new(),
+    };
+    let upload = stats.stage("upload").unwrap();
+    assert_eq!(upload.processed, 40);
+    assert_eq!(upload.occupancy.backpressured, 0.75);
+    assert_eq!(upload.occupancy.busy, 0.25);
+    // One instance by its exact name is that instance alone.
+    assert_eq!(
+        stats.stage("upload[1]").unwrap().occupancy.backpressured,
+        0.5
+    );
+}

@@ -85,6 +85,19 @@ fn is_instance_of(name: &str, base: &str) -> bool {
 
 /// Sums the stages named `base` or `base[i]` into one value, starting from
 /// a clone of the first (so fields that do not add up keep its value).
+/// Adds the event counters every ledger has (`StageReport`, `StageStats`).
+macro_rules! add_counts {
+    ($sum:expr, $s:expr) => {
+        $sum.received += $s.received;
+        $sum.processed += $s.processed;
+        $sum.emitted += $s.emitted;
+        $sum.dead_lettered += $s.dead_lettered;
+        $sum.dropped += $s.dropped;
+        $sum.abandoned += $s.abandoned;
+        $sum.restarts += $s.restarts;
+    };
+}
+
 fn total<'a, T: Clone + 'a>(
     mut items: impl Iterator<Item = &'a T>,
     base: &str,
@@ -171,13 +184,7 @@ impl Report {
             name,
             |s| &mut s.name,
             |sum, s| {
-                sum.received += s.received;
-                sum.processed += s.processed;
-                sum.emitted += s.emitted;
-                sum.dead_lettered += s.dead_lettered;
-                sum.dropped += s.dropped;
-                sum.abandoned += s.abandoned;
-                sum.restarts += s.restarts;
+                add_counts!(sum, s);
                 if sum.end == "completed" {
                     sum.end.clone_from(&s.end);
                 }
@@ -288,20 +295,18 @@ impl Stats {
     /// The live counters of the stage named `name`, summed over its
     /// concurrent instances `name[i]` (as [`Report::stage`]). The state is
     /// `Running` if any instance runs, else `Restarting` if any restarts,
-    /// else `Ended`.
+    /// else `Ended`. The occupancy is the instances' mean.
     pub fn stage(&self, name: &str) -> Option<StageStats> {
-        total(
+        let instances = self.instances(name).count() as f64;
+        let mut sum = total(
             self.instances(name),
             name,
             |s| &mut s.name,
             |sum, s| {
-                sum.received += s.received;
-                sum.processed += s.processed;
-                sum.emitted += s.emitted;
-                sum.dead_lettered += s.dead_lettered;
-                sum.dropped += s.dropped;
-                sum.abandoned += s.abandoned;
-                sum.restarts += s.restarts;
+                add_counts!(sum, s);
+                sum.occupancy.busy += s.occupancy.busy;
+                sum.occupancy.backpressured += s.occupancy.backpressured;
+                sum.occupancy.idle += s.occupancy.idle;
                 sum.state = match (sum.state, s.state) {
                     (StageState::Running, _) | (_, StageState::Running) => StageState::Running,
                     (StageState::Restarting, _) | (_, StageState::Restarting) => {
@@ -310,7 +315,12 @@ impl Stats {
                     _ => StageState::Ended,
                 };
             },
-        )
+        )?;
+        // Instances share the stage's work: its occupancy is their mean.
+        sum.occupancy.busy /= instances;
+        sum.occupancy.backpressured /= instances;
+        sum.occupancy.idle /= instances;
+        Some(sum)
     }
 
     /// The stage named `name` and its concurrent instances `name[i]`.

@@ -19,24 +19,7 @@ impl Drop for Killer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mock_prints_its_url_and_serves_a_stream() {
-    let child = Command::new(env!("CARGO_BIN_EXE_demandflow"))
-        .args(["mock", "--addr", "127.0.0.1:0", "--tokens", "7"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("demandflow starts");
-    let mut child = Killer(child);
-    let stdout = child.0.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let url = tokio::time::timeout(Duration::from_secs(60), line)
-        .await
-        .expect("the url line within 60 s")
-        .unwrap()
-        .unwrap();
-    let url = url.trim();
+    let (_child, url) = start_mock(&["--addr", "127.0.0.1:0", "--tokens", "7"]).await;
     assert!(url.starts_with("http://127.0.0.1:"), "{url:?}");
 
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
