@@ -125,6 +125,26 @@ fn anthropic_input(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
+/// `--resume` after an interrupted run: it ends with status 0 and the
+/// output then holds each of the `n` requests exactly once.
+async fn resume_completes(url: &str, input: &Path, out_path: &Path, n: usize) {
+    let out = output(batch(url, input, out_path, &["--resume", "--json"])).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exactly_once(&lines(out_path), n);
+}
+
+/// Sends SIGINT (Ctrl-C) to the child through kill(1).
+fn interrupt(child: &Child) {
+    let pid = child.id().to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+}
+
 fn summary(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
@@ -403,10 +423,8 @@ async fn ctrl_c_finishes_in_flight_within_grace_and_resume_completes() {
         .spawn()
         .unwrap();
         wait_lines(&out2, 20, &mut child);
-        let pid = child.id().to_string();
         let sent = Instant::now();
-        let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-        assert!(kill.success());
+        interrupt(&child);
         let out = wait_output(child, PATIENCE);
         (out, sent.elapsed())
     })
@@ -428,14 +446,7 @@ async fn ctrl_c_finishes_in_flight_within_grace_and_resume_completes() {
         Some(partial.len() as u64)
     );
 
-    let out = output(batch(&url, &input, &out_path, &["--resume", "--json"])).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_exactly_once(&lines(&out_path), n);
+    resume_completes(&url, &input, &out_path, n).await;
     server.shutdown().await;
 }
 
@@ -457,9 +468,7 @@ async fn ctrl_c_after_grace_cancels_and_leaves_the_rest_for_resume() {
             .unwrap();
         // Let the requests start.
         std::thread::sleep(Duration::from_millis(1500));
-        let pid = child.id().to_string();
-        let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-        assert!(kill.success());
+        interrupt(&child);
         wait_output(child, PATIENCE)
     })
     .await
@@ -468,14 +477,7 @@ async fn ctrl_c_after_grace_cancels_and_leaves_the_rest_for_resume() {
     assert_eq!(first.status.code(), Some(130), "{stderr}");
     let partial = lines(&out_path);
     assert!(partial.len() < n, "{partial:?}");
-    let out = output(batch(&url, &input, &out_path, &["--resume", "--json"])).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_exactly_once(&lines(&out_path), n);
+    resume_completes(&url, &input, &out_path, n).await;
     server.shutdown().await;
 }
 
@@ -495,11 +497,9 @@ async fn a_second_ctrl_c_cancels_at_once() {
         let child = batch(&url2, &input2, &out2, &["--grace", "120s", "--json"])
             .spawn()
             .unwrap();
-        let pid = child.id().to_string();
         for _ in 0..2 {
             std::thread::sleep(Duration::from_millis(700));
-            let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-            assert!(kill.success());
+            interrupt(&child);
         }
         wait_output(child, PATIENCE)
     })
@@ -511,13 +511,6 @@ async fn a_second_ctrl_c_cancels_at_once() {
         lines(&out_path).is_empty(),
         "answers written: the second Ctrl-C waited"
     );
-    let out = output(batch(&url, &input, &out_path, &["--resume", "--json"])).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_exactly_once(&lines(&out_path), n);
+    resume_completes(&url, &input, &out_path, n).await;
     server.shutdown().await;
 }
