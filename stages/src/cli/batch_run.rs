@@ -341,8 +341,9 @@ impl Prepare {
         let (_, item) = line.map_err(|e| format!("reading {}: {e}", self.job.input.display()))?;
         match item {
             Ok(item) => {
+                let request = self.request(item)?;
                 self.held.enter();
-                self.request(item).map(Some)
+                Ok(Some(request))
             }
             Err(bad) => {
                 if self.job.report_lines {
