@@ -574,6 +574,10 @@ mod tests {
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
     /// The options of `demandflow bench ARGS`, or the error's text.
     fn parse(list: &[&str]) -> std::result::Result<Options, String> {
         use clap::Parser;
@@ -605,6 +609,40 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+        // llm-batch: the shape unless told otherwise.
+        let o = parse(&["--shape", "llm-batch"]).unwrap();
+        let d = o.llm_batch.unwrap();
+        assert_eq!(
+            (d.requests, d.rpm, d.tpm, d.tokens),
+            (3000, 6000, 600_000, 20)
+        );
+        assert_eq!((d.first_event_delay, d.pacing), (ms(200), ms(2)));
+        assert_eq!((d.concurrency, d.real, d.twice), (64, true, true));
+        let o = parse(&[
+            "--shape",
+            "llm-batch",
+            "--requests",
+            "7",
+            "--mock-rpm",
+            "60",
+            "--mock-tpm",
+            "600",
+            "--tokens",
+            "3",
+            "--first-event-delay-ms",
+            "0",
+            "--pacing",
+            "0",
+            "--concurrency",
+            "9",
+            "--client",
+            "twice",
+        ])
+        .unwrap();
+        let f = o.llm_batch.unwrap();
+        assert_eq!((f.requests, f.rpm, f.tpm, f.tokens), (7, 60, 600, 3));
+        assert_eq!((f.first_event_delay, f.pacing), (ms(0), ms(0)));
+        assert_eq!((f.concurrency, f.real, f.twice), (9, false, true));
         let e = parse(&["--shape", "chain3", "--tokens", "5"]).unwrap_err();
         assert!(
             e.contains("--tokens is an option of --shape llm-batch"),
