@@ -1,8 +1,9 @@
 //! The input of `demandflow batch`: OpenAI Batch API and Anthropic Message
 //! Batches JSONL lines, read as a stream and validated one line at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::io;
 
 use futures::Stream;
@@ -173,7 +174,9 @@ enum ApiOrigin {
 ///
 /// Memory: one line buffer, plus each distinct `custom_id` and its line
 /// number (for the duplicate check), about 40 bytes plus the id's length
-/// per request.
+/// per request; given the [`prescan`]'s [`RepeatedIds`]
+/// ([`BatchReader::repeated_ids`]), only the ids that may occur twice,
+/// none in a file without duplicates.
 ///
 /// ```
 /// use demandflow_stages::batch::{BatchReader, LineErrorKind};
@@ -203,6 +206,8 @@ pub struct BatchReader<R> {
     max_line_bytes: usize,
     api: Option<(Api, ApiOrigin)>,
     seen: HashMap<Box<str>, u64>,
+    /// `Some`: only ids these may match are remembered in `seen`.
+    repeated: Option<RepeatedIds>,
     finished: Finished,
     ended: bool,
     stats: ReadStats,
@@ -219,6 +224,7 @@ impl<R: AsyncBufRead + Unpin> BatchReader<R> {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             api: None,
             seen: HashMap::new(),
+            repeated: None,
             finished: Finished::default(),
             ended: false,
             stats: ReadStats::default(),
@@ -243,6 +249,23 @@ impl<R: AsyncBufRead + Unpin> BatchReader<R> {
     pub fn skip(mut self, finished: Finished) -> BatchReader<R> {
         self.finished = finished;
         self
+    }
+
+    /// Remembers for the duplicate check only the ids that `repeated`
+    /// (from the [`prescan`] of the same input) says may occur on more than
+    /// one line: any other id occurs once in the whole input, so it can be
+    /// neither a duplicate nor the first use of one. The verdicts are those
+    /// of a reader remembering every id, as long as the input is the one
+    /// that was prescanned; the memory is that of the repeated ids alone.
+    pub fn repeated_ids(mut self, repeated: RepeatedIds) -> BatchReader<R> {
+        self.repeated = Some(repeated);
+        self
+    }
+
+    /// How many ids the duplicate check holds now (see
+    /// [`BatchReader::repeated_ids`]).
+    pub fn remembered_ids(&self) -> usize {
+        self.seen.len()
     }
 
     /// The batch's API: the one given to [`BatchReader::api`], or the one of
@@ -332,7 +355,12 @@ impl<R: AsyncBufRead + Unpin> BatchReader<R> {
         }
         let (custom_id, parsed) = parse_line(bytes, line)?;
         // Every usable id is remembered, even on a line with other errors,
-        // so which line is the duplicate does not depend on the others.
+        // so which line is the duplicate does not depend on the others;
+        // an id the prescan saw once is on no other line.
+        let may_repeat = self
+            .repeated
+            .as_ref()
+            .is_none_or(|r| r.may_repeat(&custom_id));
         match self.seen.get(custom_id.as_str()) {
             Some(&first) => {
                 return Err(LineError {
@@ -345,9 +373,10 @@ impl<R: AsyncBufRead + Unpin> BatchReader<R> {
                     custom_id: Some(custom_id),
                 })
             }
-            None => {
+            None if may_repeat => {
                 self.seen.insert(custom_id.clone().into_boxed_str(), line);
             }
+            None => {}
         }
         let (api, format, body) = parsed.map_err(|(kind, message)| LineError {
             line,
@@ -558,8 +587,55 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// The `custom_id`s that may occur on more than one line of an input, found
+/// by [`prescan`], for [`BatchReader::repeated_ids`]: held as 64-bit
+/// fingerprints, so two different ids may share one and both count as
+/// possibly repeated (the reader then compares the ids themselves: the
+/// verdicts stay exact, only a little memory is spent).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RepeatedIds(HashSet<u64>);
+
+impl RepeatedIds {
+    /// Whether `id` may occur on more than one line.
+    pub fn may_repeat(&self, id: &str) -> bool {
+        self.0.contains(&fingerprint(id))
+    }
+
+    /// How many fingerprints are held (0 for an input whose ids are all
+    /// distinct, barring a collision).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no id may repeat.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The fingerprints that occur more than once in `prints` (sorted in
+    /// place).
+    fn of(prints: &mut [u64]) -> RepeatedIds {
+        prints.sort_unstable();
+        RepeatedIds(
+            prints
+                .windows(2)
+                .filter(|w| w[0] == w[1])
+                .map(|w| w[0])
+                .collect(),
+        )
+    }
+}
+
+/// A `custom_id`'s fingerprint: `DefaultHasher::new()` is the same hasher
+/// in the prescan and the reader of one process.
+fn fingerprint(id: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
 /// What a pre-count pass over the input found ([`prescan`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Prescan {
     /// Non-blank lines: each gives one result line, a request or an
@@ -570,11 +646,17 @@ pub struct Prescan {
     /// The API of the first line that is a valid request on its own (what
     /// [`BatchReader`] takes as the batch's API without `--api`).
     pub api: Option<Api>,
+    /// The ids that may occur on more than one line, for
+    /// [`BatchReader::repeated_ids`].
+    pub repeated_ids: RepeatedIds,
 }
 
 /// Counts the input's non-blank lines (the progress total) and finds the
-/// batch's API, reading the input as a stream: only the lines up to the
-/// first valid one are parsed.
+/// batch's API, and the ids that may repeat, reading the input as a
+/// stream. Every line is parsed (as [`BatchReader`] will parse it) for its
+/// `custom_id`, whose 64-bit fingerprint is kept until the end: 8 bytes a
+/// line for the length of the pass (8 MB for a million lines), then only
+/// the [`RepeatedIds`].
 ///
 /// # Cancel safety
 ///
@@ -587,6 +669,7 @@ pub async fn prescan<R: AsyncBufRead + Unpin>(
     let mut scan = Prescan::default();
     let mut buf = Vec::new();
     let mut line = 0u64;
+    let mut prints = Vec::new();
     loop {
         let read = read_capped_line(&mut reader, &mut buf, max_line_bytes).await?;
         line += 1;
@@ -595,13 +678,17 @@ pub async fn prescan<R: AsyncBufRead + Unpin>(
             bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         }
         match read {
-            Line::Eof => return Ok(scan),
+            Line::Eof => {
+                scan.repeated_ids = RepeatedIds::of(&mut prints);
+                return Ok(scan);
+            }
             Line::TooLong { .. } => scan.lines += 1,
             Line::Whole { .. } if bytes.iter().all(u8::is_ascii_whitespace) => scan.blank += 1,
             Line::Whole { .. } => {
                 scan.lines += 1;
-                if scan.api.is_none() {
-                    if let Ok((_, Ok((api, _, _)))) = parse_line(bytes, line) {
+                if let Ok((id, shape)) = parse_line(bytes, line) {
+                    prints.push(fingerprint(&id));
+                    if let (None, Ok((api, _, _))) = (scan.api, shape) {
                         scan.api = Some(api);
                     }
                 }
@@ -815,7 +902,8 @@ mod tests {
             Prescan {
                 lines: 3,
                 blank: 2,
-                api: Some(Api::OpenAiResponses)
+                api: Some(Api::OpenAiResponses),
+                repeated_ids: RepeatedIds::default(),
             }
         );
     }
@@ -889,6 +977,25 @@ mod tests {
             prop_assert_eq!(kinds(&got), want.clone());
             let scan = block_on(prescan(tokio::io::BufReader::with_capacity(chunk, text.as_bytes()), cap)).unwrap();
             prop_assert_eq!(scan.lines, want.len() as u64);
+            // Remembering only the prescan's repeated ids decides the same,
+            // and remembers exactly the ids used more than once.
+            let mut uses = std::collections::HashMap::new();
+            for g in &lines {
+                if let Gen::Chat(id) | Gen::Anthropic(id) = g {
+                    *uses.entry(*id).or_insert(0) += 1;
+                }
+            }
+            let repeated = uses.values().filter(|&&n| n > 1).count();
+            prop_assert_eq!(scan.repeated_ids.len(), repeated);
+            let mut r = BatchReader::new(tokio::io::BufReader::with_capacity(chunk, text.as_bytes()))
+                .max_line_bytes(cap)
+                .repeated_ids(scan.repeated_ids.clone());
+            let mut got = Vec::new();
+            while let Some(line) = block_on(r.next()).unwrap() {
+                got.push(line);
+            }
+            prop_assert_eq!(kinds(&got), want);
+            prop_assert_eq!(r.remembered_ids(), repeated);
         }
     }
 }

@@ -7,7 +7,8 @@
 //! what is [`Finished`]) into the request stage; write each
 //! [`BatchResult`] (and each [`LineError`] as [`BatchResult::invalid`])
 //! with a [`BatchWriter`]; show [`Counters`] with a [`ProgressTask`]; print
-//! the [`Summary`].
+//! the [`Summary`]. [`Held`] counts the requests between reading and
+//! writing (the benchmark's memory figure).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -48,15 +49,17 @@
 //!
 //! `docs/llm-batch.md` describes the formats, the output and resuming.
 
+mod held;
 mod input;
 mod line;
 mod output;
 mod progress;
 mod resume;
 
+pub use held::{Held, HeldCount};
 pub use input::{
     prescan, BatchItem, BatchLine, BatchReader, InputFormat, LineError, LineErrorKind, Prescan,
-    ReadStats, DEFAULT_MAX_LINE_BYTES,
+    ReadStats, RepeatedIds, DEFAULT_MAX_LINE_BYTES,
 };
 pub use output::{
     failed_path, BatchResult, BatchWriter, OutputError, ResultError, ResultStatus, Written,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use demandflow::{source, BoxError, Consumer, Context, Pipeline, Restart, Subscribe};
 use demandflow_stages::batch::{
-    prescan, resume, BatchItem, BatchReader, BatchResult, BatchWriter, Counters, OutputError,
+    prescan, resume, BatchItem, BatchReader, BatchResult, BatchWriter, Counters, Held, OutputError,
     ProgressMode, ProgressTask, ResultError, Summary, DEFAULT_MAX_LINE_BYTES,
 };
 use demandflow_stages::llm::{LlmRequest, LlmResult, RequestStage, StatsSnapshot};
@@ -41,9 +41,12 @@ pub(crate) const INTERRUPTED: i32 = 130;
 /// in the output and the failures file).
 const MAX_REPORTED_LINES: u64 = 100;
 
-/// How often the run samples the pipeline's and the stage's counters for
-/// the peaks it reports.
-const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+/// How often the run samples its counters for the rates over time.
+const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+
+/// The write stage's `max_demand`: results on their way to the writer are
+/// at most this many (part of [`Outcome::buffer_bound`]).
+pub(crate) const WRITE_MAX_DEMAND: usize = demandflow::DEFAULT_MAX_DEMAND;
 
 /// Everything a run needs, checked.
 #[derive(Debug, Clone)]
@@ -86,9 +89,14 @@ pub(crate) struct Outcome {
     pub(crate) interrupted: bool,
     /// The request stage's counters at the end.
     pub(crate) stage: StatsSnapshot,
-    /// The most requests held in the pipeline at once: on its
-    /// subscriptions plus queued in the request stage (sampled).
+    /// The most requests held at once: read from the input and not yet
+    /// written ([`Held`]), exact.
     pub(crate) peak_buffered: u64,
+    /// What `peak_buffered` can reach at most by construction: the
+    /// request stage holds (asked for, queued, in flight) at most the
+    /// concurrency, one call of it emits at most that many results, and
+    /// the writer takes at most [`WRITE_MAX_DEMAND`] at a time.
+    pub(crate) buffer_bound: u64,
     /// Results written and tokens over time (every ~200 ms), for
     /// sustained rates.
     pub(crate) samples: Vec<Sample>,
@@ -230,6 +238,7 @@ impl SharedWriter {
 struct WriteResults {
     writer: SharedWriter,
     counters: Arc<Counters>,
+    held: Held,
     raw: bool,
 }
 
@@ -238,6 +247,7 @@ impl Consumer<LlmResult> for WriteResults {
         for r in results {
             self.counters.add_rate_limited(u64::from(r.rate_limited));
             self.writer.write(&batch_result(r, self.raw))?;
+            self.held.leave();
         }
         Ok(())
     }
@@ -274,6 +284,8 @@ struct Prepare {
     stop: Arc<AtomicBool>,
     error: Arc<Mutex<Option<String>>>,
     reported: u64,
+    /// Counts each request as it is read.
+    held: Held,
 }
 
 impl Prepare {
@@ -328,7 +340,11 @@ impl Prepare {
     ) -> Result<Option<LlmRequest>, String> {
         let (_, item) = line.map_err(|e| format!("reading {}: {e}", self.job.input.display()))?;
         match item {
-            Ok(item) => self.request(item).map(Some),
+            Ok(item) => {
+                let request = self.request(item)?;
+                self.held.enter();
+                Ok(Some(request))
+            }
             Err(bad) => {
                 if self.job.report_lines {
                     let n = self.reported;
@@ -361,7 +377,7 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
     let file = tokio::fs::File::open(&job.input)
         .await
         .map_err(|e| open("cannot open --input", e))?;
-    let scan = prescan(BufReader::new(file), DEFAULT_MAX_LINE_BYTES)
+    let mut scan = prescan(BufReader::new(file), DEFAULT_MAX_LINE_BYTES)
         .await
         .map_err(|e| RunError::Failed(format!("reading {}: {e}", job.input.display())))?;
 
@@ -394,7 +410,11 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
     let file = tokio::fs::File::open(&job.input)
         .await
         .map_err(|e| open("cannot open --input", e))?;
-    let mut reader = BatchReader::new(BufReader::new(file)).skip(finished);
+    // The prescan found which ids may repeat: the duplicate check holds
+    // those alone, so memory does not grow with the file.
+    let mut reader = BatchReader::new(BufReader::new(file))
+        .skip(finished)
+        .repeated_ids(std::mem::take(&mut scan.repeated_ids));
     // Without --api the reader takes the first valid line's, as the
     // prescan did.
     if let Some(api) = job.api {
@@ -402,6 +422,7 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
     }
 
     let stop = Arc::new(AtomicBool::new(false));
+    let held = Held::new();
     let read_error = Arc::new(Mutex::new(None::<String>));
     let prepare = Prepare {
         writer: writer.clone(),
@@ -410,6 +431,7 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
         stop: stop.clone(),
         error: read_error.clone(),
         reported: 0,
+        held: held.clone(),
     };
     let requests =
         futures::stream::unfold((reader, prepare), |(mut reader, mut prepare)| async move {
@@ -437,11 +459,12 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
         WriteResults {
             writer: writer.clone(),
             counters: counters.clone(),
+            held: held.clone(),
             raw: job.raw,
         },
     )
     .restart(Restart::Temporary)
-    .subscribe(&llm, Subscribe::default());
+    .subscribe(&llm, Subscribe::max_demand(WRITE_MAX_DEMAND));
 
     let progress = ProgressTask::spawn(counters.clone(), job.progress);
     let handle = p
@@ -453,7 +476,7 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
         .await
         .map_err(RunError::Usage)?;
     let canceller = handle.canceller();
-    let sampler = Sampler::spawn(watch.clone(), stage_stats.clone(), counters.clone());
+    let sampler = Sampler::spawn(counters.clone());
 
     let mut interrupted = false;
     tokio::select! {
@@ -481,7 +504,7 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
     };
     super::dashboard::close(dashboard).await;
     let elapsed = progress.finish().await;
-    let (peak_buffered, samples) = sampler.finish().await;
+    let samples = sampler.finish().await;
     if let Err(e) = lock(&writer.0).sync() {
         return Err(RunError::Failed(e.to_string()));
     }
@@ -504,7 +527,8 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
         summary,
         interrupted,
         stage: stage_stats.snapshot(),
-        peak_buffered,
+        peak_buffered: held.snapshot().peak,
+        buffer_bound: (2 * job.concurrency.max(1) + WRITE_MAX_DEMAND) as u64,
         samples,
     })
 }
@@ -512,38 +536,24 @@ pub(crate) async fn execute(job: Job, mut interrupts: Interrupts) -> Result<Outc
 /// `(seconds since the start, results written, tokens)`.
 pub(crate) type Sample = (f64, u64, u64);
 
-/// Samples the pipeline while it runs: the peak of requests held (on the
-/// subscriptions and queued in the request stage), and the results
-/// written over time.
+/// Samples the results written over time, for the rates.
 struct Sampler {
     stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<(u64, Vec<Sample>)>,
+    task: tokio::task::JoinHandle<Vec<Sample>>,
 }
 
 impl Sampler {
-    fn spawn(
-        watch: demandflow::pipeline::PipelineWatch,
-        stage: demandflow_stages::llm::RequestStats,
-        counters: Arc<Counters>,
-    ) -> Sampler {
+    fn spawn(counters: Arc<Counters>) -> Sampler {
         let stop = tokio_util::sync::CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
             let started = tokio::time::Instant::now();
-            let mut peak = 0u64;
             let mut samples = Vec::new();
             let mut tick = tokio::time::interval(SAMPLE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut n = 0u64;
             loop {
-                let held = watch.stats().buffered() as u64 + stage.snapshot().queued;
-                peak = peak.max(held);
-                // Every 10th sample (~200 ms) for the rates.
-                if n % 10 == 0 {
-                    let s = counters.snapshot();
-                    samples.push((started.elapsed().as_secs_f64(), s.written, s.tokens()));
-                }
-                n += 1;
+                let s = counters.snapshot();
+                samples.push((started.elapsed().as_secs_f64(), s.written, s.tokens()));
                 tokio::select! {
                     _ = token.cancelled() => break,
                     _ = tick.tick() => {}
@@ -551,12 +561,12 @@ impl Sampler {
             }
             let s = counters.snapshot();
             samples.push((started.elapsed().as_secs_f64(), s.written, s.tokens()));
-            (peak, samples)
+            samples
         });
         Sampler { stop, task }
     }
 
-    async fn finish(self) -> (u64, Vec<Sample>) {
+    async fn finish(self) -> Vec<Sample> {
         self.stop.cancel();
         self.task.await.unwrap_or_default()
     }

@@ -37,7 +37,10 @@ mod shapes;
 /// batch`'s machinery against the embedded mock at 6,000 requests/min and
 /// 600,000 tokens/min, once with the client told those limits and once
 /// told twice them; reports requests/s and tokens/s as a fraction of the
-/// limits, 429s, peak in-flight and peak buffered requests.
+/// limits, 429s, peak in-flight and peak buffered requests (read and not
+/// yet written), and the peak RSS. The options under "llm-batch" raise the
+/// mock's limits and pace and the client's concurrency, for runs of a
+/// million requests.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = LATENCY_HELP)]
 pub(crate) struct BenchArgs {
@@ -62,6 +65,8 @@ pub(crate) struct BenchArgs {
     /// --help)
     #[arg(long, conflicts_with = "shape")]
     latency: bool,
+    #[command(flatten)]
+    llm: llm_batch::LlmBatchArgs,
 }
 
 const LATENCY_HELP: &str = "\
@@ -116,8 +121,8 @@ struct Output {
 struct Options {
     shapes: Vec<&'static str>,
     events: Option<u64>,
-    /// `Some(requests)` for --shape llm-batch.
-    llm_batch: Option<u64>,
+    /// `Some(settings)` for --shape llm-batch.
+    llm_batch: Option<llm_batch::Settings>,
     reps: usize,
     json: bool,
     latency: bool,
@@ -129,25 +134,34 @@ fn all_shapes() -> Vec<&'static str> {
     v
 }
 
-fn options(a: BenchArgs) -> Options {
+fn options(a: BenchArgs) -> std::result::Result<Options, String> {
     let shapes = match all_shapes().into_iter().find(|s| *s == a.shape) {
         Some(s) => vec![s],
         None => all_shapes(),
     };
-    Options {
-        llm_batch: (a.shape == LLM_BATCH)
-            .then(|| a.requests.unwrap_or(llm_batch::DEFAULT_REQUESTS)),
+    let llm_batch = if a.shape == LLM_BATCH {
+        Some(a.llm.settings(a.requests))
+    } else if let Some(flag) = a.llm.given() {
+        return Err(format!("{flag} is an option of --shape {LLM_BATCH}"));
+    } else {
+        None
+    };
+    Ok(Options {
+        llm_batch,
         shapes,
         events: a.events,
         reps: a.reps,
         json: a.json,
         latency: a.latency,
-    }
+    })
 }
 
 /// Runs the subcommand.
 pub(crate) fn run(args: BenchArgs) -> i32 {
-    let o = options(args);
+    let o = match options(args) {
+        Ok(o) => o,
+        Err(e) => return super::usage_error("bench", &e),
+    };
     // The issue's reference figures were measured on 2 workers.
     let rt = match super::runtime(2) {
         Ok(rt) => rt,
@@ -156,8 +170,8 @@ pub(crate) fn run(args: BenchArgs) -> i32 {
     if o.latency {
         return run_latency(&rt, &o);
     }
-    if let Some(requests) = o.llm_batch {
-        return llm_batch::run(&rt, requests, o.json);
+    if let Some(settings) = o.llm_batch {
+        return llm_batch::run(&rt, &settings, o.json);
     }
     let mut progress = Progress::new(o.shapes.len() * (o.reps + 1) * 2);
     let mut results = Vec::new();
@@ -560,6 +574,10 @@ mod tests {
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
     /// The options of `demandflow bench ARGS`, or the error's text.
     fn parse(list: &[&str]) -> std::result::Result<Options, String> {
         use clap::Parser;
@@ -567,7 +585,7 @@ mod tests {
         match super::super::Cli::try_parse_from(argv).map_err(|e| e.to_string())? {
             super::super::Cli {
                 command: super::super::Command::Bench(a),
-            } => Ok(options(a)),
+            } => options(a),
             other => panic!("not bench: {other:?}"),
         }
     }
@@ -585,9 +603,51 @@ mod tests {
             &["--reps", "0"],
             &["--events", "x"],
             &["--latency", "--shape", "chain3"],
+            &["--shape", "chain3", "--mock-rpm", "10"],
+            &["--shape", "llm-batch", "--client", "half"],
+            &["--shape", "llm-batch", "--concurrency", "0"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+        // llm-batch: the issue's shape unless told otherwise.
+        let o = parse(&["--shape", "llm-batch"]).unwrap();
+        let d = o.llm_batch.unwrap();
+        assert_eq!(
+            (d.requests, d.rpm, d.tpm, d.tokens),
+            (3000, 6000, 600_000, 20)
+        );
+        assert_eq!((d.first_event_delay, d.pacing), (ms(200), ms(2)));
+        assert_eq!((d.concurrency, d.real, d.twice), (64, true, true));
+        let o = parse(&[
+            "--shape",
+            "llm-batch",
+            "--requests",
+            "7",
+            "--mock-rpm",
+            "60",
+            "--mock-tpm",
+            "600",
+            "--tokens",
+            "3",
+            "--first-event-delay-ms",
+            "0",
+            "--pacing",
+            "0",
+            "--concurrency",
+            "9",
+            "--client",
+            "twice",
+        ])
+        .unwrap();
+        let f = o.llm_batch.unwrap();
+        assert_eq!((f.requests, f.rpm, f.tpm, f.tokens), (7, 60, 600, 3));
+        assert_eq!((f.first_event_delay, f.pacing), (ms(0), ms(0)));
+        assert_eq!((f.concurrency, f.real, f.twice), (9, false, true));
+        let e = parse(&["--shape", "chain3", "--tokens", "5"]).unwrap_err();
+        assert!(
+            e.contains("--tokens is an option of --shape llm-batch"),
+            "{e}"
+        );
         let e = parse(&["--shape", "chian3"]).unwrap_err();
         assert!(e.contains("'chian3'") && e.contains("chain3"), "{e}");
     }

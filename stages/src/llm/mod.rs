@@ -25,10 +25,13 @@
 //!   headers contradict, and after a 429/529 blocks that endpoint alone for
 //!   exactly as long as the server says. The pure logic lives in
 //!   [`crate::ratelimit`].
-//! * **Retries.** The stage retries failures before the first token with
-//!   its own [`retry_policy`](RequestStage::retry_policy) (5 attempts by
-//!   default), so that every attempt waits for its endpoint's budget and
-//!   backoff; attempts are counted per request. After the last attempt the
+//! * **Retries.** The stage retries failures before the first token (an
+//!   HTTP or connection error, or a transient error event in the stream
+//!   before any content, such as Anthropic's `overloaded_error` right after
+//!   `message_start`) with its own
+//!   [`retry_policy`](RequestStage::retry_policy) (5 attempts by default),
+//!   so that every attempt waits for its endpoint's budget and backoff;
+//!   attempts are counted per request. After the last attempt the
 //!   request's result carries the error (a dead letter) and the run goes on.
 //! * **Deadlines and cancellation.** [`LlmRequest::deadline`] (from
 //!   arrival at the stage, waiting included) and [`LlmRequest::cancel_on`]

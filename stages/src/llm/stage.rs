@@ -441,8 +441,9 @@ struct AttemptDone {
     error: Option<ProviderError>,
     /// The last response's status and headers.
     response: Option<(u16, HeaderMap)>,
-    /// Whether any event beyond `Start` (a token, a tool call, usage)
-    /// arrived: from then on the attempt is never retried.
+    /// Whether any event of the answer (a token, a tool call; not `Start`,
+    /// `Usage` or the error) arrived: from then on the attempt is never
+    /// retried.
     content: bool,
     /// Pass-through: events held back until the first content event (so
     /// a retried attempt shows nothing).
@@ -697,19 +698,41 @@ impl Core {
             job.item.rate_limited += 1;
         }
         let mut error = done.error.clone();
-        if let (Some(err), false, false) = (&done.error, done.content, done.cancelled) {
+        // Before the first content event nothing of the answer has gone
+        // downstream (pass-through holds those events back), so a failure
+        // there is retried: an HTTP or connection error, or an error event
+        // in the stream (Anthropic's `event: error` right after
+        // `message_start`, an OpenAI error chunk) of a transient kind.
+        let early = !done.content && !done.cancelled;
+        let stream_status = match (&done.error, early) {
+            (None, true) => in_stream_status(&done.message),
+            _ => None,
+        };
+        if early && (done.error.is_some() || stream_status.is_some()) {
             let empty = HeaderMap::new();
-            let failure = match err {
-                ProviderError::Http { status, .. } => Some(Failure::Status {
+            let failure = match (&done.error, stream_status) {
+                (Some(ProviderError::Http { status, .. }), _) => Some(Failure::Status {
                     status: *status,
                     headers: done.response.as_ref().map_or(&empty, |(_, h)| h),
                 }),
-                ProviderError::Connect { .. } | ProviderError::Body(_) => Some(Failure::Connect),
-                ProviderError::Timeout {
-                    which: TimeoutKind::Connect | TimeoutKind::FirstEvent,
-                    ..
-                } => Some(Failure::Timeout),
-                _ => None,
+                (Some(ProviderError::Connect { .. } | ProviderError::Body(_)), _) => {
+                    Some(Failure::Connect)
+                }
+                (
+                    Some(ProviderError::Timeout {
+                        which: TimeoutKind::Connect | TimeoutKind::FirstEvent,
+                        ..
+                    }),
+                    _,
+                ) => Some(Failure::Timeout),
+                (Some(_), _) => None,
+                // The response itself was a 200: its headers carry no
+                // retry hint, so the policy's backoff applies.
+                (None, Some(status)) => Some(Failure::Status {
+                    status,
+                    headers: &empty,
+                }),
+                (None, None) => None,
             };
             if let Some(failure) = failure {
                 let input = RetryInput::new(failure, job.attempts.saturating_sub(1))
@@ -734,7 +757,13 @@ impl Core {
                         self.scheduler.retry(job, (now + delay).into_std());
                         return;
                     }
-                    Decision::GiveUp(reason) => error = Some(err.clone().given_up(reason)),
+                    Decision::GiveUp(reason) => {
+                        // An in-stream error keeps its own kind and message
+                        // (from the stream) in the result.
+                        if let Some(err) = &done.error {
+                            error = Some(err.clone().given_up(reason));
+                        }
+                    }
                 }
             }
         }
@@ -822,6 +851,25 @@ impl Core {
                 _ = tokio::time::sleep_until(until) => {}
             }
         }
+    }
+}
+
+/// The HTTP status an attempt's in-stream error stands for, when it is of a
+/// kind worth retrying and the stream ended on it: `overloaded_error` is
+/// Anthropic's 529; rate-limit kinds 429; server errors 500 or 503. `None`
+/// for any other kind (`invalid_request_error`, a refusal, ...) and for a
+/// stream that did not fail.
+fn in_stream_status(message: &FinalMessage) -> Option<u16> {
+    if message.status != Status::Failed {
+        return None;
+    }
+    let kind = message.errors.last()?.kind.as_str();
+    match kind {
+        "overloaded_error" => Some(529),
+        "rate_limit_error" | "rate_limit_exceeded" | "RESOURCE_EXHAUSTED" => Some(429),
+        "api_error" | "server_error" | "internal_error" | "INTERNAL" => Some(500),
+        "service_unavailable" | "UNAVAILABLE" => Some(503),
+        _ => None,
     }
 }
 
@@ -930,9 +978,13 @@ impl Attempt {
             let Some(event) = next else { break };
             builder.push(&event);
             let terminal = builder.is_done();
+            // Usage is bookkeeping, not the answer: Anthropic reports the
+            // input tokens in `message_start`, before any content, and an
+            // overload may follow it.
             let is_content = !matches!(
                 event,
                 ProviderEvent::Start { .. }
+                    | ProviderEvent::Usage(_)
                     | ProviderEvent::Error { .. }
                     | ProviderEvent::Done { .. }
             );
