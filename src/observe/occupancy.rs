@@ -143,17 +143,25 @@ impl StateClock {
     /// crediting the time since the last switch to the state it leaves.
     /// Called by the stage's own task only (the one writer).
     pub(crate) fn switch(&self, to: u8, now: u64) {
+        let now = now & (u64::MAX >> STATE_BITS);
+        let since = self.mark.load(Ordering::Relaxed) >> STATE_BITS;
+        if now <= since {
+            // Within the clock's tick the state began in (most changes:
+            // the coarse clock ticks every few ms): no time to credit, so
+            // only the state bits change, in the one word a reader reads
+            // the state and its start from. It sees the stage just before
+            // or just after the change, each a consistent total, so no
+            // sequence number is needed.
+            set(&self.mark, since << STATE_BITS | u64::from(to));
+            return;
+        }
         bump(&self.seq, 1, Ordering::Relaxed);
         // The odd sequence number is visible before any of the data below.
         fence(Ordering::Release);
-        let now = now & (u64::MAX >> STATE_BITS);
         let old = replace(&self.mark, now << STATE_BITS | u64::from(to));
-        let (from, since) = (old & STATE_MASK, old >> STATE_BITS);
-        let elapsed = now.saturating_sub(since);
+        let from = old & STATE_MASK;
         if let Some(acc) = self.acc.get(from as usize) {
-            if elapsed > 0 {
-                bump(acc, elapsed, Ordering::Relaxed);
-            }
+            bump(acc, now - since, Ordering::Relaxed);
         }
         bump(&self.seq, 1, Ordering::Release);
     }
@@ -209,6 +217,15 @@ fn bump(word: &AtomicU64, delta: u64, order: Ordering) {
     word.fetch_add(delta, order);
     #[cfg(not(all(test, loom)))]
     word.store(word.load(Ordering::Relaxed).wrapping_add(delta), order);
+}
+
+/// Stores `value` in a word only the writer writes.
+#[inline]
+fn set(word: &AtomicU64, value: u64) {
+    #[cfg(all(test, loom))]
+    word.swap(value, Ordering::Relaxed);
+    #[cfg(not(all(test, loom)))]
+    word.store(value, Ordering::Relaxed);
 }
 
 /// Stores `value` in a word only the writer writes; returns the old value.
@@ -461,12 +478,14 @@ mod loom_tests {
             let w = c.clone();
             let th = loom::thread::spawn(move || {
                 w.switch(BUSY, 10);
+                // The same tick: only the state changes.
+                w.switch(IDLE, 10);
                 w.switch(BACKPRESSURED, 25);
             });
             let t = c.totals(100);
             assert_eq!(t.iter().sum::<u64>(), 100, "torn read: {t:?}");
             th.join().unwrap();
-            assert_eq!(c.totals(100), [15, 75, 10]);
+            assert_eq!(c.totals(100), [0, 75, 25]);
         });
     }
 }
