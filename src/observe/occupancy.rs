@@ -132,11 +132,20 @@ impl StateClock {
 
     /// Moves the stage to `to`, reading the time only if that is a change.
     /// Called by the stage's own task only.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn enter(&self, to: u8) {
         if self.mark.load(Ordering::Relaxed) & STATE_MASK != u64::from(to) {
-            self.switch(to, self.now());
+            self.switch_now(to);
         }
+    }
+
+    /// [`StateClock::switch`] at the current time, kept out of line: the
+    /// stage's driver calls `enter` from five places in its state machines,
+    /// and the clock read and the switch inlined at each cost more in code
+    /// size than the call.
+    #[inline(never)]
+    fn switch_now(&self, to: u8) {
+        self.switch(to, self.now());
     }
 
     /// Moves the stage to `to` at `now` (nanoseconds since the start),
