@@ -101,26 +101,28 @@ async fn the_last_attempt_keeps_the_streams_error() {
     server.shutdown().await;
 }
 
+/// The scripted request through a fresh stage, which must fail on its
+/// first attempt without a retry.
+async fn failed_once(server: &MockServer) -> LlmResult {
+    let (r, retries) = one(server, Api::AnthropicMessages).await;
+    assert_eq!(
+        (r.status, r.attempts, retries),
+        (Status::Failed, 1, 0),
+        "{r:?}"
+    );
+    r
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_token_or_of_a_permanent_kind_it_is_not_retried() {
     let server = mock().await;
     // message_start, content_block_start, two deltas: content has arrived.
     server.script([failing(4, "overloaded_error")]);
-    let (r, retries) = one(&server, Api::AnthropicMessages).await;
-    assert_eq!(
-        (r.status, r.attempts, retries),
-        (Status::Failed, 1, 0),
-        "{r:?}"
-    );
+    let r = failed_once(&server).await;
     assert!(!r.text().is_empty(), "{r:?}");
 
     server.script([failing(1, "invalid_request_error")]);
-    let (r, retries) = one(&server, Api::AnthropicMessages).await;
-    assert_eq!(
-        (r.status, r.attempts, retries),
-        (Status::Failed, 1, 0),
-        "{r:?}"
-    );
+    let r = failed_once(&server).await;
     assert_eq!(
         r.error.as_ref().map(|e| e.kind.as_str()),
         Some("invalid_request_error")
