@@ -96,10 +96,7 @@ pub(crate) type Totals = [u64; 3];
 /// with plain stores of values it computed from its own earlier writes:
 /// no read-modify-write (a `lock`ed instruction on x86) on the stage's hot
 /// path, where a stage in a chain switches state once per batch it sends.
-/// Aligned to its own cache lines, like the stage's counters, so that these
-/// writes do not share a line with what other stages' tasks read.
 #[derive(Debug)]
-#[repr(align(128))]
 pub(crate) struct StateClock {
     /// Even when `acc` and `mark` are consistent; odd while the writer
     /// updates them.
@@ -153,7 +150,8 @@ impl StateClock {
     /// Called by the stage's own task only (the one writer).
     pub(crate) fn switch(&self, to: u8, now: u64) {
         let now = now & (u64::MAX >> STATE_BITS);
-        let since = self.mark.load(Ordering::Relaxed) >> STATE_BITS;
+        let mark = self.mark.load(Ordering::Relaxed);
+        let (from, since) = (mark & STATE_MASK, mark >> STATE_BITS);
         if now <= since {
             // Within the clock's tick the state began in (most changes:
             // the coarse clock ticks every few ms): no time to credit, so
@@ -167,8 +165,7 @@ impl StateClock {
         bump(&self.seq, 1, Ordering::Relaxed);
         // The odd sequence number is visible before any of the data below.
         fence(Ordering::Release);
-        let old = replace(&self.mark, now << STATE_BITS | u64::from(to));
-        let from = old & STATE_MASK;
+        set(&self.mark, now << STATE_BITS | u64::from(to));
         if let Some(acc) = self.acc.get(from as usize) {
             bump(acc, now - since, Ordering::Relaxed);
         }
@@ -207,7 +204,7 @@ impl StateClock {
     }
 }
 
-// The writer's two operations on its words. It is their only writer, so
+// The writer's two operations on its words (`bump`, `set`). It is their only writer, so
 // a load of its own last store followed by a store is as good as a
 // read-modify-write, without the `lock`ed instruction (on x86) that a
 // stage in a chain would pay on every state change, twice per batch sent.
@@ -237,26 +234,13 @@ fn set(word: &AtomicU64, value: u64) {
     word.store(value, Ordering::Relaxed);
 }
 
-/// Stores `value` in a word only the writer writes; returns the old value.
-#[inline]
-fn replace(word: &AtomicU64, value: u64) -> u64 {
-    #[cfg(all(test, loom))]
-    return word.swap(value, Ordering::Relaxed);
-    #[cfg(not(all(test, loom)))]
-    {
-        let old = word.load(Ordering::Relaxed);
-        word.store(value, Ordering::Relaxed);
-        old
-    }
-}
-
 /// Where a [`StateClock`] reads the time: the kernel's coarse monotonic
 /// clock where there is one, else [`std::time::Instant`].
 ///
 /// The coarse clock is read from memory the kernel updates once per tick
-/// (1 to 10 ms, 4 ms on most Linux builds): about 5 ns a read (through libc) against
-/// about 25 ns for `Instant::now`, which on this path is paid twice per
-/// batch a chained stage sends. Its ticks make each stamp late by less
+/// (1 to 10 ms, 4 ms on most Linux builds): about 5 ns a read (through
+/// libc) against about 25 ns for `Instant::now`, which on this path is paid
+/// twice per batch a chained stage sends. Its ticks make each stamp late by less
 /// than one tick, so a stay shorter than a tick is counted as zero or as a
 /// whole tick depending on whether a tick fell inside it. The stage's
 /// phase is not tied to the kernel's ticks, so that is right on average:

@@ -15,14 +15,7 @@ use crate::cancel::{CancelCause, CancelScope};
 use crate::supervisor::Supervisor;
 
 /// Per-stage counters: the ledger, kept live.
-///
-/// Aligned to its own cache lines (128 bytes: x86 prefetches lines in
-/// pairs): the stage's task writes them once per batch, and the other
-/// stages' tasks read the neighbouring fields of `StageShared` (the
-/// `signal` pointer) to wake this stage once per batch they send or grant.
-/// Sharing a line would move it between cores on every batch.
 #[derive(Debug, Default)]
-#[repr(align(128))]
 pub(crate) struct Counters {
     pub(crate) received: AtomicU64,
     pub(crate) processed: AtomicU64,
