@@ -145,6 +145,26 @@ fn interrupt(child: &Child) {
     assert!(kill.success());
 }
 
+/// Runs `batch` with `args` on a blocking thread, lets `drive` act on the
+/// child (wait, send Ctrl-C), then waits for its output; returns it with
+/// what `drive` returned.
+async fn driven<R: Send + 'static>(
+    url: &str,
+    input: &Path,
+    out_path: &Path,
+    args: &'static [&'static str],
+    drive: impl FnOnce(&mut Child) -> R + Send + 'static,
+) -> (Output, R) {
+    let (url, input, out_path) = (url.to_owned(), input.to_owned(), out_path.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut child = batch(&url, &input, &out_path, args).spawn().unwrap();
+        let r = drive(&mut child);
+        (wait_output(child, PATIENCE), r)
+    })
+    .await
+    .unwrap()
+}
+
 fn summary(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
@@ -412,24 +432,21 @@ async fn ctrl_c_finishes_in_flight_within_grace_and_resume_completes() {
     let n = 300;
     let input = anthropic_input(&dir, n);
     let out_path = dir.join("out.jsonl");
-    let (url2, input2, out2) = (url.clone(), input.clone(), out_path.clone());
-    let (first, waited) = tokio::task::spawn_blocking(move || {
-        let mut child = batch(
-            &url2,
-            &input2,
-            &out2,
-            &["--concurrency", "8", "--grace", "30s", "--json"],
-        )
-        .spawn()
-        .unwrap();
-        wait_lines(&out2, 20, &mut child);
-        let sent = Instant::now();
-        interrupt(&child);
-        let out = wait_output(child, PATIENCE);
-        (out, sent.elapsed())
-    })
-    .await
-    .unwrap();
+    let out2 = out_path.clone();
+    let (first, sent) = driven(
+        &url,
+        &input,
+        &out_path,
+        &["--concurrency", "8", "--grace", "30s", "--json"],
+        move |child| {
+            wait_lines(&out2, 20, child);
+            let sent = Instant::now();
+            interrupt(child);
+            sent
+        },
+    )
+    .await;
+    let waited = sent.elapsed();
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert_eq!(first.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("--resume"), "{stderr}");
@@ -461,18 +478,18 @@ async fn ctrl_c_after_grace_cancels_and_leaves_the_rest_for_resume() {
     let n = 6;
     let input = anthropic_input(&dir, n);
     let out_path = dir.join("out.jsonl");
-    let (url2, input2, out2) = (url.clone(), input.clone(), out_path.clone());
-    let first = tokio::task::spawn_blocking(move || {
-        let child = batch(&url2, &input2, &out2, &["--grace", "1s", "--json"])
-            .spawn()
-            .unwrap();
-        // Let the requests start.
-        std::thread::sleep(Duration::from_millis(1500));
-        interrupt(&child);
-        wait_output(child, PATIENCE)
-    })
-    .await
-    .unwrap();
+    let (first, ()) = driven(
+        &url,
+        &input,
+        &out_path,
+        &["--grace", "1s", "--json"],
+        |child| {
+            // Let the requests start.
+            std::thread::sleep(Duration::from_millis(1500));
+            interrupt(child);
+        },
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert_eq!(first.status.code(), Some(130), "{stderr}");
     let partial = lines(&out_path);
@@ -492,19 +509,19 @@ async fn a_second_ctrl_c_cancels_at_once() {
     let n = 6;
     let input = anthropic_input(&dir, n);
     let out_path = dir.join("out.jsonl");
-    let (url2, input2, out2) = (url.clone(), input.clone(), out_path.clone());
-    let first = tokio::task::spawn_blocking(move || {
-        let child = batch(&url2, &input2, &out2, &["--grace", "120s", "--json"])
-            .spawn()
-            .unwrap();
-        for _ in 0..2 {
-            std::thread::sleep(Duration::from_millis(700));
-            interrupt(&child);
-        }
-        wait_output(child, PATIENCE)
-    })
-    .await
-    .unwrap();
+    let (first, ()) = driven(
+        &url,
+        &input,
+        &out_path,
+        &["--grace", "120s", "--json"],
+        |child| {
+            for _ in 0..2 {
+                std::thread::sleep(Duration::from_millis(700));
+                interrupt(child);
+            }
+        },
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert_eq!(first.status.code(), Some(130), "{stderr}");
     assert!(
