@@ -9,12 +9,20 @@
 use std::time::Duration;
 
 use demandflow::{
-    sink, source, stage, BoxError, Consumer, Context, Emitter, Flow, Occupancy, Pipeline, Producer,
-    Stats, Subscribe,
+    sink, source, stage, BoxError, Consumer, Context, Emitter, Flow, Occupancy, Pipeline,
+    PipelineHandle, Producer, Stats, Subscribe,
 };
 
-/// How long each pipeline runs before its stats are read.
+/// How long each pipeline runs, watched, before its stats are read.
 const RUN: Duration = Duration::from_millis(1500);
+
+/// Reads `stats()` now, which starts the sampling of occupancy, as a
+/// dashboard's first read does, and again after `run`.
+async fn watched_for(run: Duration, handle: &PipelineHandle) -> Stats {
+    let _ = handle.stats();
+    tokio::time::sleep(run).await;
+    handle.stats()
+}
 
 /// Sleeps for every event: far slower than any producer.
 #[derive(Clone)]
@@ -68,8 +76,7 @@ async fn a_slow_consumer_is_busy_and_its_producer_backpressured() {
     p.consumer("slow", Slow)
         .subscribe(&numbers, Subscribe::max_demand(4));
     let run = p.spawn().unwrap();
-    tokio::time::sleep(RUN).await;
-    let stats = run.stats();
+    let stats = watched_for(RUN, &run).await;
     let producer = occupancy(&stats, "numbers");
     let consumer = occupancy(&stats, "slow");
     assert!(producer.backpressured > 0.5, "numbers: {producer:?}");
@@ -86,8 +93,7 @@ async fn a_producer_starved_of_demand_is_backpressured() {
     p.consumer("never_asks", Quiet)
         .subscribe(&numbers, Subscribe::new().manual());
     let run = p.spawn().unwrap();
-    tokio::time::sleep(RUN).await;
-    let stats = run.stats();
+    let stats = watched_for(RUN, &run).await;
     let producer = occupancy(&stats, "numbers");
     let consumer = occupancy(&stats, "never_asks");
     assert!(producer.backpressured > 0.5, "numbers: {producer:?}");
@@ -103,8 +109,7 @@ async fn a_consumer_without_input_is_idle() {
     p.consumer("waiting", Quiet)
         .subscribe(&nothing, Subscribe::max_demand(8));
     let run = p.spawn().unwrap();
-    tokio::time::sleep(RUN).await;
-    let stats = run.stats();
+    let stats = watched_for(RUN, &run).await;
     let producer = occupancy(&stats, "dry");
     let consumer = occupancy(&stats, "waiting");
     assert!(consumer.idle > 0.5, "waiting: {consumer:?}");
@@ -124,8 +129,7 @@ async fn each_instance_of_a_concurrent_stage_is_measured() {
         .concurrency(2)
         .subscribe(&numbers, Subscribe::max_demand(4));
     let run = p.spawn().unwrap();
-    tokio::time::sleep(RUN).await;
-    let stats = run.stats();
+    let stats = watched_for(RUN, &run).await;
     for name in ["slow[0]", "slow[1]"] {
         let o = occupancy(&stats, name);
         assert!(o.busy > 0.5, "{name}: {o:?}");
@@ -148,8 +152,7 @@ async fn a_chained_stage_in_front_of_a_slow_one_is_backpressured() {
     p.consumer("slow", blocking)
         .subscribe(&doubled, Subscribe::max_demand(4));
     let run = p.spawn().unwrap();
-    tokio::time::sleep(RUN).await;
-    let stats = run.stats();
+    let stats = watched_for(RUN, &run).await;
     let double = occupancy(&stats, "double");
     assert!(double.backpressured > 0.5, "double: {double:?}");
     assert!(occupancy(&stats, "slow").busy > 0.5);

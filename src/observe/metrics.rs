@@ -107,6 +107,9 @@ pub(crate) async fn run(shared: Arc<PipelineShared>) {
         if shared.live.load(Ordering::Acquire) == 0 {
             break;
         }
+        // The occupancy gauges read occupancy: keep the stages sampled
+        // while they run (runtime::sampler).
+        crate::runtime::sampler::watch();
         publish(&shared);
         tokio::select! {
             _ = done => {}

@@ -379,20 +379,22 @@ fn edge_stats(e: &EdgeStat) -> EdgeStats {
     }
 }
 
+/// A user's read of the live counters, occupancy included: the stages are
+/// sampled for the next few seconds (runtime::sampler).
+fn watched_stats_of(shared: &PipelineShared) -> Stats {
+    crate::runtime::sampler::watch();
+    stats_of(shared)
+}
+
 fn stats_of(shared: &PipelineShared) -> Stats {
     let mut stages: Vec<StageStats> = shared.stages.iter().map(|s| stage_stats(s)).collect();
-    let mut edges: Vec<EdgeStats> = shared.edges.iter().map(edge_stats).collect();
-    // Late subscribers (late.rs), after the build-time stages and edges.
-    let late = &shared.late;
-    let late_stages = late.stages.lock().unwrap_or_else(|e| e.into_inner());
+    // Late subscribers (late.rs), after the build-time stages.
+    let late_stages = shared.late.stages.lock().unwrap_or_else(|e| e.into_inner());
     stages.extend(late_stages.iter().map(|s| stage_stats(&s.shared)));
     drop(late_stages);
-    let late_edges = late.edges.lock().unwrap_or_else(|e| e.into_inner());
-    edges.extend(late_edges.iter().map(edge_stats));
-    drop(late_edges);
     Stats {
         stages,
-        edges,
+        edges: edge_stats_of(shared),
         cancel_cause: shared.scope.cause(),
         stalls: shared
             .stalls
@@ -400,6 +402,14 @@ fn stats_of(shared: &PipelineShared) -> Stats {
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
     }
+}
+
+fn edge_stats_of(shared: &PipelineShared) -> Vec<EdgeStats> {
+    let mut edges: Vec<EdgeStats> = shared.edges.iter().map(edge_stats).collect();
+    // Late subscribers (late.rs), after the build-time edges.
+    let late_edges = shared.late.edges.lock().unwrap_or_else(|e| e.into_inner());
+    edges.extend(late_edges.iter().map(edge_stats));
+    edges
 }
 
 /// The owner of a running pipeline.
@@ -528,8 +538,19 @@ impl PipelineHandle {
     }
 
     /// Live counters: per stage, per subscription, and the cancel cause.
+    ///
+    /// Reading it counts as watching the stages' occupancy, which is then
+    /// sampled fast for the next few seconds (`docs/observability.md`).
     pub fn stats(&self) -> Stats {
-        stats_of(&self.shared)
+        watched_stats_of(&self.shared)
+    }
+
+    /// The subscriptions' live counters alone (as [`Stats::edges`], in
+    /// the same order), without the stages': cheap to poll often, as a
+    /// monitor of buffered events and outstanding demand does, and not a
+    /// read of occupancy.
+    pub fn edge_stats(&self) -> Vec<EdgeStats> {
+        edge_stats_of(&self.shared)
     }
 
     /// A watcher that outlives the handle, to see when every stage task has
@@ -838,7 +859,13 @@ impl PipelineWatch {
 
     /// Live counters (as [`PipelineHandle::stats`]).
     pub fn stats(&self) -> Stats {
-        stats_of(&self.shared)
+        watched_stats_of(&self.shared)
+    }
+
+    /// The subscriptions' live counters alone (as
+    /// [`PipelineHandle::edge_stats`]).
+    pub fn edge_stats(&self) -> Vec<EdgeStats> {
+        edge_stats_of(&self.shared)
     }
 }
 

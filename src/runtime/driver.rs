@@ -106,15 +106,14 @@ impl StageCx {
     /// has something for this stage; `why` (`IDLE` or `BACKPRESSURED`) is
     /// the state the wait counts as (`observe::occupancy`).
     async fn wait(&self, why: u8, timer: Option<Instant>) {
-        self.stage.meter.clock.enter(why);
         match timer {
             Some(at) => {
                 tokio::select! {
-                    _ = self.stage.signal.notified() => {}
+                    _ = self.stage.signal.notified_as(why) => {}
                     _ = tokio::time::sleep_until(at) => {}
                 }
             }
-            None => self.stage.signal.notified().await,
+            None => self.stage.signal.notified_as(why).await,
         }
     }
 
@@ -125,9 +124,6 @@ impl StageCx {
         &self,
         fut: F,
     ) -> Result<std::thread::Result<F::Output>, InstanceExit> {
-        // A load and a compare when the stage is already busy (a batch's
-        // chunks): the time is read only when it starts being busy.
-        self.stage.meter.clock.enter(BUSY);
         #[cfg(feature = "metrics")]
         let _timer = HandlerTimer::start(&self.stage);
         let mut fut = pin!(fut);
@@ -213,7 +209,8 @@ async fn after_send(cx: &StageCx, sent: bool) {
     tokio::task::consume_budget().await;
     if sent && cx.hands_off {
         // While its subscriber runs on this worker, the stage waits on
-        // downstream: counted as backpressured, not busy.
+        // downstream: counted as backpressured, not busy, until it has the
+        // worker back.
         cx.stage.meter.clock.enter(BACKPRESSURED);
         let mut yielded = false;
         poll_fn(|c| {
@@ -226,6 +223,7 @@ async fn after_send(cx: &StageCx, sent: bool) {
             Poll::Pending
         })
         .await;
+        cx.stage.meter.clock.enter(BUSY);
     }
 }
 
@@ -284,6 +282,9 @@ pub(crate) async fn supervise(cx: StageCx, driver: impl Driver) -> StageEnd {
 
 async fn supervise_in_span(cx: StageCx, mut driver: impl Driver) -> StageEnd {
     let name = cx.stage.name.clone();
+    // Busy from here (its `start` handler comes first), and sampled.
+    cx.stage.meter.clock.enter(BUSY);
+    super::sampler::sample(&cx.stage.meter.clock, &cx.stage.signal);
     tracing::debug!(stage = %name, "stage started");
     let mut attempt = 0u32;
     let end = loop {
@@ -399,6 +400,7 @@ async fn supervise_in_span(cx: StageCx, mut driver: impl Driver) -> StageEnd {
                         _ = cx.scope.cancelled() => {}
                     }
                 }
+                cx.stage.meter.clock.enter(BUSY);
                 cx.stage.state.store(STATE_RUNNING, Ordering::Release);
                 driver.rearm();
                 attempt += 1;
@@ -408,6 +410,7 @@ async fn supervise_in_span(cx: StageCx, mut driver: impl Driver) -> StageEnd {
     };
     cx.stage.state.store(STATE_ENDED, Ordering::Release);
     cx.stage.meter.clock.enter(OFF);
+    super::sampler::forget(&cx.stage.meter.clock);
     tracing::debug!(stage = %name, end = ?end, "stage ended");
     end
 }

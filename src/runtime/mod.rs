@@ -7,6 +7,7 @@ pub(crate) mod group;
 pub(crate) mod inputs;
 pub(crate) mod late;
 pub(crate) mod outputs;
+pub(crate) mod sampler;
 pub(crate) mod shared;
 pub(crate) mod signal;
 pub(crate) mod sync;

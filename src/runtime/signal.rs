@@ -18,6 +18,13 @@
 //! `notify` stores `NOTIFIED` and wakes only if it replaced `WAITING`. The
 //! waiter registers its waker *before* publishing `WAITING`, so a notifier
 //! that sees `WAITING` always finds the waker.
+//!
+//! `WAITING` carries a small tag the waiter chose (`WAITING + tag`): why it
+//! parked, for the occupancy sampler ([`Signal::parked`]). It rides in the
+//! word the waiter writes anyway, so it costs the stage nothing. A
+//! [`Notified`] dropped while still parked (a `select!` that took another
+//! branch) puts the state back to `IDLE`, so a stage that is running never
+//! reads as parked.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +41,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 const IDLE: u8 = 0;
 const NOTIFIED: u8 = 1;
+/// The lowest `WAITING` state; `WAITING + tag` for a waiter's tag.
 const WAITING: u8 = 2;
 
 /// A coalescing, single-waiter notification.
@@ -53,7 +61,7 @@ impl Signal {
 
     /// Makes the waiter's next `notified()` complete, waking it if parked.
     pub(crate) fn notify(&self) {
-        if self.state.swap(NOTIFIED, Ordering::AcqRel) == WAITING {
+        if self.state.swap(NOTIFIED, Ordering::AcqRel) >= WAITING {
             self.waker.wake();
         }
     }
@@ -61,12 +69,31 @@ impl Signal {
     /// Completes once a notification is pending, consuming it.
     ///
     /// Only one task may wait on a signal at a time.
+    #[cfg(all(test, loom))]
     pub(crate) fn notified(&self) -> Notified<'_> {
-        Notified { signal: self }
+        self.notified_as(0)
+    }
+
+    /// [`Signal::notified`], parking with `tag` (at most `u8::MAX - 2`,
+    /// larger ones read as that) for [`Signal::parked`] to report.
+    pub(crate) fn notified_as(&self, tag: u8) -> Notified<'_> {
+        Notified { signal: self, tag }
+    }
+
+    /// The waiter's tag while it is parked; `None` while it runs (or has a
+    /// notification pending, which it is about to run for).
+    pub(crate) fn parked(&self) -> Option<u8> {
+        self.state.load(Ordering::Relaxed).checked_sub(WAITING)
     }
 
     /// Polls for a notification, consuming it if pending.
     pub(crate) fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_notified_as(cx, 0)
+    }
+
+    /// [`Signal::poll_notified`], parking with `tag`.
+    pub(crate) fn poll_notified_as(&self, cx: &mut Context<'_>, tag: u8) -> Poll<()> {
+        let waiting = WAITING.saturating_add(tag);
         #[cfg(not(all(test, loom)))]
         self.waker.register(cx.waker());
         #[cfg(all(test, loom))]
@@ -76,7 +103,7 @@ impl Signal {
             let (to, ready) = if s == NOTIFIED {
                 (IDLE, true)
             } else {
-                (WAITING, false)
+                (waiting, false)
             };
             match self
                 .state
@@ -94,13 +121,30 @@ impl Signal {
 #[derive(Debug)]
 pub(crate) struct Notified<'a> {
     signal: &'a Signal,
+    tag: u8,
 }
 
 impl Future for Notified<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.signal.poll_notified(cx)
+        self.signal.poll_notified_as(cx, self.tag)
+    }
+}
+
+impl Drop for Notified<'_> {
+    /// Unparks a waiter that leaves without a notification. A load when
+    /// the wait completed (the usual case: the state is already `IDLE`);
+    /// if a `notify` races the reset, its `NOTIFIED` stays for the next
+    /// wait, as if it had come after this one.
+    fn drop(&mut self) {
+        let s = self.signal.state.load(Ordering::Relaxed);
+        if s >= WAITING {
+            let _ =
+                self.signal
+                    .state
+                    .compare_exchange(s, IDLE, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 }
 
@@ -155,12 +199,68 @@ mod loom_tests {
             }
         });
     }
+    /// A wait abandoned while parked (a `select!` that took its timer
+    /// branch) racing a notify: the notification is kept for the next wait,
+    /// and the parked tag is gone once the wait is dropped.
+    #[test]
+    fn loom_signal_abandoned_wait_keeps_a_racing_notify() {
+        loom::model(|| {
+            let signal = Arc::new(Signal::new());
+            let work = Arc::new(AtomicBool::new(false));
+            let (s2, w2) = (signal.clone(), work.clone());
+            let th = loom::thread::spawn(move || {
+                w2.store(true, Ordering::Release);
+                s2.notify();
+            });
+            let waker = futures::task::noop_waker();
+            let mut cx = Context::from_waker(&waker);
+            {
+                let mut first = Box::pin(signal.notified_as(1));
+                let _ = first.as_mut().poll(&mut cx);
+            }
+            assert_eq!(
+                signal.parked(),
+                None,
+                "a dropped wait still reads as parked"
+            );
+            loom::future::block_on(async {
+                while !work.load(Ordering::Acquire) {
+                    signal.notified().await;
+                }
+            });
+            th.join().unwrap();
+        });
+    }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use futures::task::noop_waker;
+
+    #[test]
+    fn a_parked_waiter_shows_its_tag_until_it_runs() {
+        let s = Signal::new();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(s.parked(), None);
+        let mut wait = Box::pin(s.notified_as(2));
+        assert_eq!(wait.as_mut().poll(&mut cx), Poll::Pending);
+        assert_eq!(s.parked(), Some(2));
+        s.notify();
+        assert_eq!(s.parked(), None);
+        assert_eq!(wait.as_mut().poll(&mut cx), Poll::Ready(()));
+        drop(wait);
+        // Abandoned while parked: no longer parked, and a later notify
+        // still completes the next wait.
+        let mut wait = Box::pin(s.notified_as(u8::MAX - WAITING));
+        assert_eq!(wait.as_mut().poll(&mut cx), Poll::Pending);
+        assert_eq!(s.parked(), Some(u8::MAX - WAITING));
+        drop(wait);
+        assert_eq!(s.parked(), None);
+        s.notify();
+        assert_eq!(s.poll_notified(&mut cx), Poll::Ready(()));
+    }
 
     #[test]
     fn notify_before_wait_completes_immediately() {

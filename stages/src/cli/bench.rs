@@ -22,7 +22,7 @@ mod shapes;
 /// (bounded mpsc channels of Vec<u64> batches of 500, room for 1000 events per
 /// channel), alternately (after one untimed warm-up run of each, in
 /// alternating order), --reps times each, on a 2-worker multi-thread runtime,
-/// and reports the medians. While the engine runs, stats() is sampled every
+/// and reports the medians. While the engine runs, edge_stats() is sampled every
 /// few ms for the largest number of buffered events, reported against the
 /// bound: the sum of max_demand over the shape's subscriptions.
 ///
@@ -479,7 +479,7 @@ fn print_table(out: &mut dyn Write, results: &[Result], reps: usize) -> std::io:
     }
     writeln!(
         out,
-        "medians of {reps} run(s) per side; 2 tokio workers; buffered sampled from stats() while the engine ran"
+        "medians of {reps} run(s) per side; 2 tokio workers; buffered sampled from edge_stats() while the engine ran"
     )?;
     if let Some(rss) = peak_rss() {
         writeln!(

@@ -50,9 +50,9 @@ const CHANNEL_BATCHES: usize = 2;
 pub(crate) struct Measure {
     pub(crate) events: u64,
     pub(crate) elapsed: Duration,
-    /// Largest `stats().buffered()` seen while it ran (engine only).
+    /// Largest buffered event count (`edge_stats()`) seen while it ran (engine only).
     pub(crate) max_buffered: usize,
-    /// Largest `stats().pending_demand()` seen while it ran (engine only).
+    /// Largest outstanding demand (`edge_stats()`) seen while it ran (engine only).
     pub(crate) max_pending: u64,
     /// Sum of `max_demand` over the shape's subscriptions (engine only).
     pub(crate) buffer_bound: usize,
@@ -233,7 +233,7 @@ pub(crate) async fn engine(shape: &str, n: u64) -> Result<Measure, String> {
 }
 
 /// Runs `shape` on the engine with `n` events like [`engine`], sampling
-/// `stats()` every `every` from the calling task to record the largest
+/// `edge_stats()` every `every` from the calling task to record the largest
 /// buffered count and pending demand seen.
 pub(crate) async fn engine_sampled(
     shape: &str,
@@ -253,9 +253,13 @@ pub(crate) async fn engine_sampled(
         tokio::select! {
             r = &mut join => break r,
             _ = tick.tick() => {
-                let s = watch.stats();
-                max_buffered = max_buffered.max(s.buffered());
-                max_pending = max_pending.max(s.pending_demand());
+                // The edges alone: the stages' counters and occupancy are
+                // not what this monitor checks.
+                let edges = watch.edge_stats();
+                let buffered = edges.iter().map(|e| e.buffered).sum();
+                let pending = edges.iter().map(|e| e.pending_demand).sum();
+                max_buffered = max_buffered.max(buffered);
+                max_pending = max_pending.max(pending);
             }
         }
     };
