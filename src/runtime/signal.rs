@@ -154,22 +154,34 @@ mod loom_tests {
     use loom::sync::atomic::AtomicBool;
     use loom::sync::Arc;
 
+    /// A thread that sets the flag it returns, then notifies `signal`.
+    fn worker(signal: &Arc<Signal>) -> (Arc<AtomicBool>, loom::thread::JoinHandle<()>) {
+        let work = Arc::new(AtomicBool::new(false));
+        let (s2, w2) = (signal.clone(), work.clone());
+        let th = loom::thread::spawn(move || {
+            w2.store(true, Ordering::Release);
+            s2.notify();
+        });
+        (work, th)
+    }
+
+    /// Waits on `signal` until `work` is set: hangs (a loom deadlock) if a
+    /// notification is lost.
+    fn wait_for(signal: &Signal, work: &AtomicBool) {
+        loom::future::block_on(async {
+            while !work.load(Ordering::Acquire) {
+                signal.notified().await;
+            }
+        });
+    }
+
     /// A notify racing the waiter's park is never lost.
     #[test]
     fn loom_signal_notify_is_never_lost() {
         loom::model(|| {
             let signal = Arc::new(Signal::new());
-            let work = Arc::new(AtomicBool::new(false));
-            let (s2, w2) = (signal.clone(), work.clone());
-            let th = loom::thread::spawn(move || {
-                w2.store(true, Ordering::Release);
-                s2.notify();
-            });
-            loom::future::block_on(async {
-                while !work.load(Ordering::Acquire) {
-                    signal.notified().await;
-                }
-            });
+            let (work, th) = worker(&signal);
+            wait_for(&signal, &work);
             th.join().unwrap();
         });
     }
@@ -199,6 +211,7 @@ mod loom_tests {
             }
         });
     }
+
     /// A wait abandoned while parked (a `select!` that took its timer
     /// branch) racing a notify: the notification is kept for the next wait,
     /// and the parked tag is gone once the wait is dropped.
@@ -206,12 +219,7 @@ mod loom_tests {
     fn loom_signal_abandoned_wait_keeps_a_racing_notify() {
         loom::model(|| {
             let signal = Arc::new(Signal::new());
-            let work = Arc::new(AtomicBool::new(false));
-            let (s2, w2) = (signal.clone(), work.clone());
-            let th = loom::thread::spawn(move || {
-                w2.store(true, Ordering::Release);
-                s2.notify();
-            });
+            let (work, th) = worker(&signal);
             let waker = futures::task::noop_waker();
             let mut cx = Context::from_waker(&waker);
             {
@@ -223,11 +231,7 @@ mod loom_tests {
                 None,
                 "a dropped wait still reads as parked"
             );
-            loom::future::block_on(async {
-                while !work.load(Ordering::Acquire) {
-                    signal.notified().await;
-                }
-            });
+            wait_for(&signal, &work);
             th.join().unwrap();
         });
     }
