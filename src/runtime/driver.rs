@@ -282,9 +282,10 @@ pub(crate) async fn supervise(cx: StageCx, driver: impl Driver) -> StageEnd {
 
 async fn supervise_in_span(cx: StageCx, mut driver: impl Driver) -> StageEnd {
     let name = cx.stage.name.clone();
-    // Busy from here (its `start` handler comes first), and sampled.
+    // Busy from here (its `start` handler comes first), and sampled until
+    // the task ends or is dropped.
     cx.stage.meter.clock.enter(BUSY);
-    super::sampler::sample(&cx.stage.meter.clock, &cx.stage.signal);
+    let _sampled = super::sampler::sample(&cx.stage.meter.clock, &cx.stage.signal);
     tracing::debug!(stage = %name, "stage started");
     let mut attempt = 0u32;
     let end = loop {
@@ -410,7 +411,6 @@ async fn supervise_in_span(cx: StageCx, mut driver: impl Driver) -> StageEnd {
     };
     cx.stage.state.store(STATE_ENDED, Ordering::Release);
     cx.stage.meter.clock.enter(OFF);
-    super::sampler::forget(&cx.stage.meter.clock);
     tracing::debug!(stage = %name, end = ?end, "stage ended");
     end
 }

@@ -3,12 +3,13 @@
 //!
 //! Stages never read a clock for their occupancy (`observe::occupancy`).
 //! Every stage registers here when it starts ([`sample`]) and leaves when
-//! it ends ([`forget`]). While someone reads occupancy ([`watch`]: each
-//! `stats()`, each publication of the metrics, and so the dashboard), one
-//! thread for the process wakes every [`TICK`], reads the state of every
-//! registered stage (its own state byte and its signal's parked tag) and
-//! credits it the time since its previous tick. [`WATCH`] after the last
-//! read it stops, and the next read starts it again.
+//! its task ends or is dropped unfinished (the [`Sampled`] guard). While
+//! someone reads occupancy ([`watch`]: each `stats()`, each publication of
+//! the metrics, and so the dashboard), one thread for the process wakes
+//! every [`TICK`], reads the state of every registered stage (its own
+//! state byte and its signal's parked tag) and credits it the time since
+//! its previous tick. [`WATCH`] after the last read it stops, and the next
+//! read starts it again.
 //!
 //! Why only while watched: a wake-up is cheap in CPU, but on a machine
 //! whose cores are all taken by the runtime's workers each one preempts a
@@ -50,15 +51,10 @@ struct Probe {
 }
 
 impl Probe {
-    /// Credits `ns` to the stage's state; `false` once it is no longer to
-    /// be sampled.
+    /// Credits `ns` to the stage's state; `false` once it has ended.
     fn tick(&self, ns: u64) -> bool {
-        // A count of 1 is the registry's own: the stage and its pipeline
-        // are gone without ending (a runtime shut down under them).
-        Arc::strong_count(&self.clock) > 1
-            && self
-                .clock
-                .credit(sampled_state(self.clock.own(), self.signal.parked()), ns)
+        let state = sampled_state(self.clock.own(), self.signal.parked());
+        self.clock.credit(state, ns)
     }
 }
 
@@ -80,21 +76,38 @@ fn registry() -> MutexGuard<'static, Registry> {
 }
 
 /// Registers a starting stage, its `clock` and its `signal`: it is sampled
-/// whenever someone watches, until it ends ([`forget`]) or nothing else
-/// holds its clock.
-pub(crate) fn sample(clock: &Arc<StateClock>, signal: &Arc<Signal>) {
+/// whenever someone watches, until the returned guard is dropped (the
+/// stage's task ends, or is dropped unfinished with its runtime).
+#[must_use = "the stage is sampled until the guard is dropped"]
+pub(crate) fn sample(clock: &Arc<StateClock>, signal: &Arc<Signal>) -> Sampled {
     registry().stages.push(Probe {
         clock: clock.clone(),
         signal: signal.clone(),
     });
+    Sampled {
+        clock: clock.clone(),
+    }
 }
 
-/// Lets go of the stage whose clock this is, which has ended: now rather
-/// than at a tick, so that its memory is freed with its pipeline.
-pub(crate) fn forget(clock: &Arc<StateClock>) {
-    let mut r = registry();
-    if let Some(i) = r.stages.iter().position(|p| Arc::ptr_eq(&p.clock, clock)) {
-        r.stages.swap_remove(i);
+/// A stage's registration with the sampler; dropping it lets go of the
+/// stage now rather than at a tick, so that its memory is freed with its
+/// pipeline and a registry nobody samples never grows past the running
+/// stages.
+#[derive(Debug)]
+pub(crate) struct Sampled {
+    clock: Arc<StateClock>,
+}
+
+impl Drop for Sampled {
+    fn drop(&mut self) {
+        let mut r = registry();
+        if let Some(i) = r
+            .stages
+            .iter()
+            .position(|p| Arc::ptr_eq(&p.clock, &self.clock))
+        {
+            r.stages.swap_remove(i);
+        }
     }
 }
 
@@ -164,7 +177,7 @@ mod tests {
         let signal = Arc::new(Signal::new());
         clock.enter(BACKPRESSURED);
         let begun = Instant::now();
-        sample(&clock, &signal);
+        let _sampled = sample(&clock, &signal);
         watch();
         std::thread::sleep(Duration::from_millis(300));
         let [busy, backpressured, idle] = clock.totals();
@@ -195,17 +208,23 @@ mod tests {
     }
 
     #[test]
-    fn the_sampler_lets_go_of_ended_and_dropped_stages() {
+    fn the_sampler_lets_go_of_an_ended_stage() {
         let ended = Arc::new(StateClock::new());
-        let dropped = Arc::new(StateClock::new());
         let signal = Arc::new(Signal::new());
-        sample(&ended, &signal);
-        sample(&dropped, &signal);
+        let _kept = sample(&ended, &signal);
         watch();
         ended.enter(OFF);
-        let weak = Arc::downgrade(&dropped);
-        drop(dropped);
-        assert!(eventually(|| Arc::strong_count(&ended) == 1));
-        assert!(eventually(|| weak.upgrade().is_none()));
+        // Left: the guard's and the test's.
+        assert!(eventually(|| Arc::strong_count(&ended) == 2));
+    }
+
+    #[test]
+    fn a_dropped_guard_leaves_the_registry_at_once() {
+        let clock = Arc::new(StateClock::new());
+        let signal = Arc::new(Signal::new());
+        let guard = sample(&clock, &signal);
+        assert_eq!(Arc::strong_count(&clock), 3); // the test, the registry, the guard
+        drop(guard);
+        assert_eq!(Arc::strong_count(&clock), 1);
     }
 }
