@@ -2,6 +2,9 @@
 //! independent endpoints, dead letters after the last attempt, deadlines,
 //! cancellation, pass-through events, raw bodies and bounded intake.
 
+#[path = "request_support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use demandflow_stages::mock::{Behaviour, ErrorSpec, GenerateSpec, MockConfig, Mo
 use demandflow_stages::provider::{Api, ProviderConfig, ProviderEvent, Status};
 use demandflow_stages::ratelimit::Limits;
 use serde_json::json;
+use support::run;
 
 async fn mock(tokens: u64, pace: Pace) -> MockServer {
     MockServer::start(
@@ -37,25 +41,6 @@ fn requests(server: &MockServer, api: Api, prefix: &str, n: usize) -> Vec<LlmReq
             )
         })
         .collect()
-}
-
-/// Runs `requests` through `stage`, returning the results in emission
-/// order.
-async fn run(stage: RequestStage, requests: Vec<LlmRequest>) -> Vec<LlmResult> {
-    let mut p = Pipeline::new();
-    let input = p.producer("input", demandflow::source::iter(requests));
-    let llm = p
-        .processor("llm", stage)
-        .subscribe(&input, Subscribe::default());
-    let (collect, results) = sink::collect();
-    p.consumer("out", collect)
-        .subscribe(&llm, Subscribe::default());
-    let run = p.spawn().unwrap().join();
-    tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the run ends")
-        .expect("the run succeeds");
-    results.take()
 }
 
 fn by_id(results: &[LlmResult]) -> HashMap<String, LlmResult> {
@@ -291,22 +276,7 @@ async fn pass_through_tags_events_and_hides_retried_attempts() {
     let server = mock(5, Pace::default()).await;
     server.script([limited(Api::AnthropicMessages, 10)]);
     let stage = RequestStage::new().concurrency(2).events();
-    let mut p = Pipeline::new();
-    let input = p.producer(
-        "input",
-        demandflow::source::iter(requests(&server, Api::AnthropicMessages, "c", 4)),
-    );
-    let llm = p
-        .processor("llm", stage)
-        .subscribe(&input, Subscribe::default());
-    let (collect, out) = sink::collect::<LlmEvent>();
-    p.consumer("out", collect)
-        .subscribe(&llm, Subscribe::default());
-    tokio::time::timeout(Duration::from_secs(60), p.spawn().unwrap().join())
-        .await
-        .unwrap()
-        .unwrap();
-    let out = out.take();
+    let out: Vec<LlmEvent> = run(stage, requests(&server, Api::AnthropicMessages, "c", 4)).await;
     for i in 0..4 {
         let id = format!("c{i}");
         let mine: Vec<&LlmEvent> = out.iter().filter(|e| e.id() == id).collect();

@@ -5,9 +5,11 @@
 //! counted; after content, or of a permanent kind, it is the result. The
 //! mock sends each API's own error event (`Fault::ErrorEvent`).
 
-use std::time::Duration;
+#[path = "request_support/mod.rs"]
+mod support;
 
-use demandflow::{sink, Pipeline, Subscribe};
+use support::run;
+
 use demandflow_stages::llm::{LlmEvent, LlmRequest, LlmResult, RequestStage};
 use demandflow_stages::mock::{Behaviour, Fault, GenerateSpec, MockConfig, MockServer};
 use demandflow_stages::provider::{Api, ProviderConfig, ProviderEvent, Status};
@@ -44,19 +46,7 @@ fn request(server: &MockServer, api: Api) -> LlmRequest {
 async fn one(server: &MockServer, api: Api) -> (LlmResult, u64) {
     let stage = RequestStage::new().max_attempts(3);
     let stats = stage.stats();
-    let mut p = Pipeline::new();
-    let input = p.producer("input", demandflow::source::iter([request(server, api)]));
-    let llm = p
-        .processor("llm", stage)
-        .subscribe(&input, Subscribe::default());
-    let (collect, results) = sink::collect();
-    p.consumer("out", collect)
-        .subscribe(&llm, Subscribe::default());
-    tokio::time::timeout(Duration::from_secs(120), p.spawn().unwrap().join())
-        .await
-        .expect("the run ends")
-        .expect("the run succeeds");
-    let mut results = results.take();
+    let mut results = run(stage, vec![request(server, api)]).await;
     assert_eq!(results.len(), 1);
     (results.remove(0), stats.snapshot().retries)
 }
@@ -134,22 +124,8 @@ async fn after_a_token_or_of_a_permanent_kind_it_is_not_retried() {
 async fn pass_through_shows_nothing_of_the_retried_attempt() {
     let server = mock().await;
     server.script([failing(1, "overloaded_error")]);
-    let mut p = Pipeline::new();
-    let input = p.producer(
-        "input",
-        demandflow::source::iter([request(&server, Api::AnthropicMessages)]),
-    );
-    let llm = p
-        .processor("llm", RequestStage::new().max_attempts(3).events())
-        .subscribe(&input, Subscribe::default());
-    let (collect, events) = sink::collect();
-    p.consumer("out", collect)
-        .subscribe(&llm, Subscribe::default());
-    tokio::time::timeout(Duration::from_secs(120), p.spawn().unwrap().join())
-        .await
-        .expect("the run ends")
-        .expect("the run succeeds");
-    let events: Vec<LlmEvent> = events.take();
+    let stage = RequestStage::new().max_attempts(3).events();
+    let events: Vec<LlmEvent> = run(stage, vec![request(&server, Api::AnthropicMessages)]).await;
     let provider: Vec<&ProviderEvent> = events
         .iter()
         .filter_map(|e| match e {
