@@ -910,8 +910,7 @@ pub(crate) async fn watch(shared: Arc<PipelineShared>) {
 /// Tells every stage to look at its scope and its control flag.
 fn wake_every_stage(shared: &PipelineShared) {
     for s in &shared.stages {
-        s.signal.notify();
-        s.control_notify.notify_one();
+        s.look_at_control();
     }
 }
 

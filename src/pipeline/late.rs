@@ -460,8 +460,7 @@ fn spawn_late<In>(
     let task = async move {
         let wake = async {
             scope.cancelled().await;
-            me.signal.notify();
-            me.control_notify.notify_one();
+            me.look_at_control();
             std::future::pending::<()>().await
         };
         let end = tokio::select! {

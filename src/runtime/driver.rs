@@ -134,10 +134,16 @@ impl StageCx {
             if let Some(exit) = self.interrupt() {
                 return Err(exit);
             }
-            tokio::select! {
-                biased;
-                r = poll_fn(|c| poll_catching(fut.as_mut(), c)) => return Ok(r),
-                _ = self.stage.control_notify.notified() => {}
+            // The handler first, as a biased select would: its completion
+            // wins over a request that came with it.
+            let mut control = pin!(self.stage.control_signal.notified_as(0));
+            let done = poll_fn(|c| match poll_catching(fut.as_mut(), c) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending => control.as_mut().poll(c).map(|()| None),
+            })
+            .await;
+            if let Some(r) = done {
+                return Ok(r);
             }
         }
     }
@@ -205,26 +211,44 @@ fn poll_catching<F: Future>(
 /// (re-arming a producer's wait, re-checking a processor's inputs): the
 /// event crosses the chain without waiting for them. Outside a group, only
 /// the coop budget is spent (a yield there would re-queue the task).
+///
+/// A hand-off spends no budget: the group bounds its turn itself
+/// (`runtime::group`), and the last stage of the chain, which hands off to
+/// nobody, spends a unit per batch for the whole chain.
 async fn after_send(cx: &StageCx, sent: bool) {
-    tokio::task::consume_budget().await;
-    if sent && cx.hands_off {
-        // While its subscriber runs on this worker, the stage waits on
-        // downstream: counted as backpressured, not busy, until it has the
-        // worker back.
-        cx.stage.meter.clock.enter(BACKPRESSURED);
-        let mut yielded = false;
-        poll_fn(|c| {
-            if std::mem::replace(&mut yielded, true) {
-                return Poll::Ready(());
-            }
-            // Inside a group this marks the member ready again: one atomic
-            // store, no task wake-up; the group polls the subscriber first.
-            c.waker().wake_by_ref();
-            Poll::Pending
-        })
-        .await;
-        cx.stage.meter.clock.enter(BUSY);
+    if !(sent && cx.hands_off) {
+        tokio::task::consume_budget().await;
+        return;
     }
+    hand_off(cx).await;
+}
+
+/// Gives the group's worker to the subscriber this stage just sent to,
+/// once (see [`after_send`]).
+async fn hand_off(cx: &StageCx) {
+    // While its subscriber runs on this worker, the stage waits on
+    // downstream: counted as backpressured, not busy, until it has the
+    // worker back, or until the wait is dropped (a producer's hand-off
+    // happens inside its handler call, which cancel can interrupt).
+    struct BusyAgain<'a>(&'a crate::observe::occupancy::StateClock);
+    impl Drop for BusyAgain<'_> {
+        fn drop(&mut self) {
+            self.0.enter(BUSY);
+        }
+    }
+    cx.stage.meter.clock.enter(BACKPRESSURED);
+    let _busy = BusyAgain(&cx.stage.meter.clock);
+    let mut yielded = false;
+    poll_fn(|c| {
+        if std::mem::replace(&mut yielded, true) {
+            return Poll::Ready(());
+        }
+        // Inside a group this marks the member ready again: one atomic
+        // store, no task wake-up; the group polls the subscriber first.
+        c.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -579,34 +603,43 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                     } else {
                         acc.append(&mut em.buf);
                     }
+                    if waited && !acc.is_empty() {
+                        // What the producer waited for leaves now, and
+                        // crosses a chain before this call has unwound.
+                        outputs.emit(std::mem::take(acc), stage);
+                        if cx.hands_off {
+                            hand_off(cx).await;
+                        }
+                    }
                     match flow {
                         Ok(Flow::Continue) if emitted > 0 => {
                             remaining = remaining.saturating_sub(emitted)
                         }
-                        Ok(Flow::Continue) => return Ok((BatchEnd::Dry, waited)),
-                        Ok(Flow::Done) => return Ok((BatchEnd::Done, waited)),
+                        Ok(Flow::Continue) => return Ok(BatchEnd::Dry),
+                        Ok(Flow::Done) => return Ok(BatchEnd::Done),
                         Err(e) => return Err(e),
                     }
                 }
-                Ok::<(BatchEnd, bool), BoxError>((BatchEnd::Met, waited))
+                Ok::<BatchEnd, BoxError>(BatchEnd::Met)
             };
             let r = cx.run_handler(batch).await;
             // What was emitted before an error or panic is still delivered.
             if !em.is_empty() {
                 self.acc.append(&mut em.buf);
             }
-            let sent = !self.acc.is_empty();
             self.flush(stage);
-            let waited = match r.map(failure_message) {
+            match r.map(failure_message) {
                 Err(exit) => return exit,
-                Ok(Ok((end, waited))) => {
+                Ok(Ok(end)) => {
                     self.done = end == BatchEnd::Done;
                     dry = end == BatchEnd::Dry;
-                    waited
                 }
                 Ok(Err(e)) => return InstanceExit::Failed(e),
-            };
-            after_send(cx, sent && waited).await;
+            }
+            // A batch that did not wait goes on at once: it is the next
+            // call that would wait (and hand off) if the producer has
+            // nothing more now.
+            after_send(cx, false).await;
         }
     }
 

@@ -49,15 +49,20 @@ pub(crate) struct Inputs<T> {
     next: usize,
     pub(crate) current: Option<Current<T>>,
     started: bool,
+    /// Whether any subscription has an idle timeout: without one, an idle
+    /// stage has no deadline to compute each time it parks.
+    timed: bool,
 }
 
 impl<T> Inputs<T> {
     pub(crate) fn new(list: Vec<Input<T>>) -> Inputs<T> {
+        let timed = list.iter().any(|i| i.idle_timeout.is_some());
         Inputs {
             list,
             next: 0,
             current: None,
             started: false,
+            timed,
         }
     }
 
@@ -86,6 +91,9 @@ impl<T> Inputs<T> {
     /// When the earliest idle timeout of an open subscription with demand
     /// outstanding expires.
     pub(crate) fn idle_deadline(&self) -> Option<(tokio::time::Instant, &str)> {
+        if !self.timed {
+            return None;
+        }
         self.list
             .iter()
             .filter(|i| i.open && i.demand.as_ref().is_none_or(|d| d.outstanding() > 0))

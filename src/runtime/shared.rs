@@ -63,7 +63,11 @@ pub(crate) struct StageShared {
     pub(crate) call: CallRequest,
     pub(crate) counters: Counters,
     pub(crate) control: AtomicU8,
-    pub(crate) control_notify: Notify,
+    /// Notified with `signal` whenever the stage must look at its scope or
+    /// its `control` byte; a handler call that waits also waits on this
+    /// (never on `signal`, which every edge operation notifies: a busy
+    /// stage is not woken per batch sent to it).
+    pub(crate) control_signal: Signal,
     pub(crate) state: AtomicU8,
     /// Time spent busy, backpressured and idle (`observe::occupancy`).
     pub(crate) meter: crate::observe::occupancy::Meter,
@@ -83,7 +87,7 @@ impl StageShared {
             call: CallRequest::new(),
             counters: Counters::default(),
             control: AtomicU8::new(CONTROL_NONE),
-            control_notify: Notify::new(),
+            control_signal: Signal::new(),
             state: AtomicU8::new(STATE_RUNNING),
             meter: crate::observe::occupancy::Meter::new(),
             instance: 0,
@@ -94,7 +98,13 @@ impl StageShared {
 
     pub(crate) fn request(&self, control: u8) {
         self.control.store(control, Ordering::Release);
-        self.control_notify.notify_one();
+        self.look_at_control();
+    }
+
+    /// Wakes the stage, wherever it waits, to look at its scope and its
+    /// `control` byte.
+    pub(crate) fn look_at_control(&self) {
+        self.control_signal.notify();
         self.signal.notify();
     }
 }
