@@ -793,8 +793,7 @@ impl Pipeline {
                     .any(|s| s.from == i && s.to.is_some_and(|t| task_of[t] == task_of[i]))
             })
             .collect();
-        let mut members: Vec<Option<BoxFuture<'static, (usize, StageEnd)>>> =
-            Vec::with_capacity(self.stages.len());
+        let mut members = Vec::with_capacity(self.stages.len());
         for (index, decl) in self.stages.iter_mut().enumerate() {
             let cx = StageCx {
                 pipeline: shared.clone(),
@@ -811,14 +810,12 @@ impl Pipeline {
             };
             let fut = launch(cx, decl.inputs.take(), decl.outputs.take());
             let done = shared.clone();
-            members.push(Some(
-                async move {
-                    let end = fut.await;
-                    done.stage_ended();
-                    (index, end)
-                }
-                .boxed(),
-            ));
+            // A combinator, not a boxed `async` block: each poll of the
+            // stage passes through this, and the stage is boxed already.
+            members.push(Some(fut.map(move |end| {
+                done.stage_ended();
+                (index, end)
+            })));
         }
         let mut tasks = Vec::with_capacity(groups.len());
         for group in groups {

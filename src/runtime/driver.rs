@@ -120,13 +120,15 @@ impl StageCx {
     /// Runs a handler future to completion, catching panics. If it does not
     /// complete on its first poll, the wait can be interrupted by cancel or
     /// the supervisor (`Err` then carries the reason; the future is dropped).
+    ///
+    /// The future comes pinned by the caller: a producer's batch future is
+    /// large, and taking it by value would copy it twice per call.
     async fn run_handler<F: Future>(
         &self,
-        fut: F,
+        mut fut: Pin<&mut F>,
     ) -> Result<std::thread::Result<F::Output>, InstanceExit> {
         #[cfg(feature = "metrics")]
         let _timer = HandlerTimer::start(&self.stage);
-        let mut fut = pin!(fut);
         if let Poll::Ready(r) = poll_fn(|c| Poll::Ready(poll_catching(fut.as_mut(), c))).await {
             return Ok(r);
         }
@@ -295,13 +297,17 @@ pub(crate) trait Driver: Send {
 /// Runs a stage under the pipeline's supervisor until it ends for good,
 /// inside the stage's span (`observe::span`): what the supervisor logs
 /// about the stage (restarts, failures, its end) carries it.
-pub(crate) async fn supervise(cx: StageCx, driver: impl Driver) -> StageEnd {
+///
+/// A plain function, not an `async fn`: every poll of a stage passes
+/// through the future it returns, and an `async fn` would add a state
+/// machine of its own to that path.
+pub(crate) fn supervise(cx: StageCx, driver: impl Driver) -> impl Future<Output = StageEnd> + Send {
     let span = crate::observe::span::stage(&cx.pipeline, &cx.stage);
     #[cfg(feature = "metrics")]
     cx.stage.handler_seconds.get_or_init(|| {
         crate::observe::metrics::handler_seconds(&cx.pipeline.name, &cx.stage.name)
     });
-    tracing::Instrument::instrument(supervise_in_span(cx, driver), span).await
+    tracing::Instrument::instrument(supervise_in_span(cx, driver), span)
 }
 
 async fn supervise_in_span(cx: StageCx, mut driver: impl Driver) -> StageEnd {
@@ -622,7 +628,7 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                 }
                 Ok::<BatchEnd, BoxError>(BatchEnd::Met)
             };
-            let r = cx.run_handler(batch).await;
+            let r = cx.run_handler(pin!(batch)).await;
             // What was emitted before an error or panic is still delivered.
             if !em.is_empty() {
                 self.acc.append(&mut em.buf);
@@ -679,7 +685,7 @@ where
         let ctx = cx.context(attempt);
         let stage = &*cx.stage;
         self.inputs.start();
-        if let Some(exit) = unit_exit(cx.run_handler(instance.start(&ctx)).await) {
+        if let Some(exit) = unit_exit(cx.run_handler(pin!(instance.start(&ctx))).await) {
             return exit;
         }
         let mut em = Emitter::with_buffer(self.outputs.buffer());
@@ -710,7 +716,7 @@ where
             }
             if let Some(at) = instance.timer() {
                 if at <= Instant::now() {
-                    let r = cx.run_handler(instance.on_timer(&mut em, &ctx)).await;
+                    let r = cx.run_handler(pin!(instance.on_timer(&mut em, &ctx))).await;
                     match r.map(failure_message) {
                         Err(exit) => return exit,
                         Ok(Ok(())) => {
@@ -735,7 +741,7 @@ where
                 }
                 Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
                 Next::Ended(None) => {
-                    let r = cx.run_handler(instance.finish(&mut em, &ctx)).await;
+                    let r = cx.run_handler(pin!(instance.finish(&mut em, &ctx))).await;
                     match r.map(failure_message) {
                         Err(exit) => return exit,
                         Ok(Ok(())) => {
@@ -762,7 +768,9 @@ where
                     // is still delivered.
                     let exit = loop {
                         let chunk = self.inputs.chunk(len);
-                        let r = cx.run_handler(instance.process(chunk, &mut em, &ctx)).await;
+                        let r = cx
+                            .run_handler(pin!(instance.process(chunk, &mut em, &ctx)))
+                            .await;
                         match r.map(failure_message) {
                             Err(exit) => break Some(exit),
                             Ok(Ok(())) => {
@@ -851,7 +859,7 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
         let ctx = cx.context(attempt);
         let stage = &*cx.stage;
         self.inputs.start();
-        if let Some(exit) = unit_exit(cx.run_handler(instance.start(&ctx)).await) {
+        if let Some(exit) = unit_exit(cx.run_handler(pin!(instance.start(&ctx))).await) {
             return exit;
         }
         loop {
@@ -868,7 +876,7 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
                 }
                 Next::Ended(Some(e)) => return InstanceExit::UpstreamFailed(e),
                 Next::Ended(None) => {
-                    let r = cx.run_handler(instance.finish(&ctx)).await;
+                    let r = cx.run_handler(pin!(instance.finish(&ctx))).await;
                     return unit_exit(r).unwrap_or(InstanceExit::Normal);
                 }
                 Next::Chunk(mut len) => {
@@ -877,7 +885,7 @@ impl<T: Send + 'static, C: Consumer<T>> Driver for ConsumerDriver<T, C> {
                     // of the task's coop budget per batch, not per chunk.
                     loop {
                         let chunk = self.inputs.chunk(len);
-                        let r = cx.run_handler(instance.consume(chunk, &ctx)).await;
+                        let r = cx.run_handler(pin!(instance.consume(chunk, &ctx))).await;
                         match r.map(failure_message) {
                             Err(exit) => return exit,
                             Ok(Ok(())) => {

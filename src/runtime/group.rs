@@ -35,8 +35,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use futures::future::BoxFuture;
-
 #[cfg(not(all(test, loom)))]
 use futures::task::AtomicWaker;
 #[cfg(all(test, loom))]
@@ -82,17 +80,20 @@ impl Wake for MemberWaker {
 
 /// Several futures polled as one task; completes with every member's
 /// output, in the order they completed.
-pub(crate) struct Group<T> {
+///
+/// Generic over the member future, so a member that is already boxed is
+/// not boxed again: each member poll is one call through a box.
+pub(crate) struct Group<F: Future> {
     shared: Arc<Shared>,
-    members: Vec<Option<BoxFuture<'static, T>>>,
+    members: Vec<Option<F>>,
     wakers: Vec<Waker>,
-    done: Vec<T>,
+    done: Vec<F::Output>,
     /// Where the next turn starts, so no member is always polled last.
     next: usize,
 }
 
-impl<T> Group<T> {
-    pub(crate) fn new(members: Vec<BoxFuture<'static, T>>) -> Group<T> {
+impl<F: Future + Unpin> Group<F> {
+    pub(crate) fn new(members: Vec<F>) -> Group<F> {
         let n = members.len();
         let shared = Arc::new(Shared {
             ready: (0..n).map(|_| AtomicBool::new(true)).collect(),
@@ -117,12 +118,12 @@ impl<T> Group<T> {
     }
 }
 
-impl<T> Unpin for Group<T> {}
+impl<F: Future + Unpin> Unpin for Group<F> {}
 
-impl<T> Future for Group<T> {
-    type Output = Vec<T>;
+impl<F: Future + Unpin> Future for Group<F> {
+    type Output = Vec<F::Output>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<T>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<F::Output>> {
         let this = self.get_mut();
         let n = this.members.len();
         #[cfg(not(all(test, loom)))]
@@ -145,7 +146,7 @@ impl<T> Future for Group<T> {
                 polled = true;
                 polls += 1;
                 let mut member_cx = Context::from_waker(&this.wakers[i]);
-                if let Poll::Ready(out) = member.as_mut().poll(&mut member_cx) {
+                if let Poll::Ready(out) = Pin::new(member).poll(&mut member_cx) {
                     this.members[i] = None;
                     this.done.push(out);
                 }
@@ -269,6 +270,7 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
+    use futures::future::BoxFuture;
     use futures::FutureExt;
     use loom::sync::atomic::AtomicUsize;
 

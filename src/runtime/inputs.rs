@@ -90,10 +90,18 @@ impl<T> Inputs<T> {
 
     /// When the earliest idle timeout of an open subscription with demand
     /// outstanding expires.
+    #[inline]
     pub(crate) fn idle_deadline(&self) -> Option<(tokio::time::Instant, &str)> {
         if !self.timed {
             return None;
         }
+        self.earliest_idle_deadline()
+    }
+
+    /// [`Inputs::idle_deadline`] of a stage with idle timeouts: out of line,
+    /// so a stage without them parks without this scan's call overhead.
+    #[inline(never)]
+    fn earliest_idle_deadline(&self) -> Option<(tokio::time::Instant, &str)> {
         self.list
             .iter()
             .filter(|i| i.open && i.demand.as_ref().is_none_or(|d| d.outstanding() > 0))
