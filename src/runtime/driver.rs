@@ -138,6 +138,7 @@ impl StageCx {
             }
             // The handler first, as a biased select would: its completion
             // wins over a request that came with it.
+            // (The control signal's parked tag is never read.)
             let mut control = pin!(self.stage.control_signal.notified_as(0));
             let done = poll_fn(|c| match poll_catching(fut.as_mut(), c) {
                 Poll::Ready(r) => Poll::Ready(Some(r)),
@@ -591,9 +592,10 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                                     outputs.emit(std::mem::take(acc), stage);
                                 }
                                 // What it waited for goes out as soon as
-                                // this call returns, not after the next
-                                // call has armed its next wait: this ends
-                                // the batch (no test in the loop).
+                                // this call returns, before the call
+                                // unwinds (below), not after the next call
+                                // has armed its next wait: this ends the
+                                // batch (no test in the loop).
                                 waited = true;
                                 remaining = 0;
                                 fut.await
@@ -642,10 +644,9 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                 }
                 Ok(Err(e)) => return InstanceExit::Failed(e),
             }
-            // A batch that did not wait goes on at once: it is the next
-            // call that would wait (and hand off) if the producer has
-            // nothing more now.
-            after_send(cx, false).await;
+            // A batch that waited has handed off inside the call already;
+            // one that did not goes on producing, spending only budget.
+            tokio::task::consume_budget().await;
         }
     }
 
