@@ -557,7 +557,10 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                         Vec::with_capacity(want)
                     };
                 }
-                while remaining > 0 {
+                let end = loop {
+                    if remaining == 0 {
+                        break Ok(BatchEnd::Met);
+                    }
                     if em.buf.capacity() == 0 {
                         em.buf = outputs.buffer();
                     }
@@ -611,24 +614,26 @@ impl<T: Send + 'static, P: Producer<T>> Driver for ProducerDriver<T, P> {
                     } else {
                         acc.append(&mut em.buf);
                     }
-                    if waited && !acc.is_empty() {
-                        // What the producer waited for leaves now, and
-                        // crosses a chain before this call has unwound.
-                        outputs.emit(std::mem::take(acc), stage);
-                        if cx.hands_off {
-                            hand_off(cx).await;
-                        }
-                    }
                     match flow {
                         Ok(Flow::Continue) if emitted > 0 => {
                             remaining = remaining.saturating_sub(emitted)
                         }
-                        Ok(Flow::Continue) => return Ok(BatchEnd::Dry),
-                        Ok(Flow::Done) => return Ok(BatchEnd::Done),
-                        Err(e) => return Err(e),
+                        Ok(Flow::Continue) => break Ok(BatchEnd::Dry),
+                        Ok(Flow::Done) => break Ok(BatchEnd::Done),
+                        Err(e) => break Err(e),
+                    }
+                };
+                // A call that waited ended the batch. What it emitted
+                // leaves now, and crosses a chain before this call has
+                // unwound. (Out of the loop: the per-call path stays as
+                // tight as it was.)
+                if waited && !acc.is_empty() {
+                    outputs.emit(std::mem::take(acc), stage);
+                    if cx.hands_off {
+                        hand_off(cx).await;
                     }
                 }
-                Ok::<BatchEnd, BoxError>(BatchEnd::Met)
+                end
             };
             let r = cx.run_handler(pin!(batch)).await;
             // What was emitted before an error or panic is still delivered.
