@@ -130,6 +130,20 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher<T> {
         self.buffer.len()
     }
 
+    fn route_whole(&mut self, len: usize) -> Option<SubscriptionId> {
+        // `dispatch`'s first step, when the hungriest takes the whole batch.
+        if len == 0 || !self.buffer.is_empty() {
+            return None;
+        }
+        let i = self.hungriest()?;
+        let (sub, pending) = &mut self.subs[i];
+        if len > *pending {
+            return None;
+        }
+        *pending -= len;
+        Some(*sub)
+    }
+
     fn subscribers(&self) -> usize {
         self.subs.len()
     }
@@ -178,6 +192,43 @@ mod tests {
         assert_eq!(out, vec![(B, vec![2, 3])]);
         assert_eq!(d.buffered(), 0);
         assert_eq!(d.demand(), 3);
+    }
+
+    proptest::proptest! {
+        /// `route_whole` is `dispatch` when `dispatch` would send the whole
+        /// batch to one subscriber, and changes nothing otherwise: after
+        /// any mix of asks and batches, both dispatchers agree on where
+        /// everything went and on what is left.
+        #[test]
+        fn route_whole_agrees_with_dispatch(
+            steps in proptest::collection::vec((0u8..3, 0usize..6), 1..40),
+        ) {
+            let (mut fast, mut plain) = (two(), two());
+            let mut next = 0u32;
+            for (what, n) in steps {
+                match what {
+                    0 | 1 if n > 0 => {
+                        let sub = if what == 0 { A } else { B };
+                        fast.ask(sub, n).unwrap();
+                        plain.ask(sub, n).unwrap();
+                    }
+                    _ => {
+                        let batch: Vec<u32> = (next..next + n as u32).collect();
+                        next += n as u32;
+                        let mut expected = vec![];
+                        plain.dispatch(batch.clone(), &mut expected);
+                        let mut got = vec![];
+                        match fast.route_whole(batch.len()) {
+                            Some(sub) => got.push((sub, batch)),
+                            None => fast.dispatch(batch, &mut got),
+                        }
+                        proptest::prop_assert_eq!(got, expected);
+                    }
+                }
+                proptest::prop_assert_eq!(fast.demand(), plain.demand());
+                proptest::prop_assert_eq!(fast.buffered(), plain.buffered());
+            }
+        }
     }
 
     #[test]

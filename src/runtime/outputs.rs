@@ -112,25 +112,44 @@ impl<T: Send + 'static> Outputs<T> {
             // (routed to them, the events would be refused and abandoned).
             self.collect(stage);
         }
+        // One batch for one subscriber, the usual case, skips the list of
+        // decisions.
+        if let Some(id) = self.dispatcher.route_whole(events.len()) {
+            let abandoned = self.send(id, events);
+            Counters::add(&stage.counters.abandoned, abandoned);
+            return;
+        }
         self.dispatcher.dispatch(events, &mut self.decisions);
         self.deliver(stage);
     }
 
     fn deliver(&mut self, stage: &StageShared) {
         let mut abandoned = 0;
-        for (id, batch) in self.decisions.drain(..) {
-            let Some(out) = self.list.iter().find(|o| o.id == id) else {
-                abandoned += batch.len();
-                continue;
-            };
-            match out.edge.send(batch) {
-                Ok(Some(buf)) if self.spare.len() < SPARE_MAX => self.spare.push(buf),
-                Ok(_) => {}
-                // The subscriber cancelled meanwhile: it will never take these.
-                Err(batch) => abandoned += batch.len(),
-            }
+        let mut decisions = std::mem::take(&mut self.decisions);
+        for (id, batch) in decisions.drain(..) {
+            abandoned += self.send(id, batch);
         }
+        self.decisions = decisions;
         Counters::add(&stage.counters.abandoned, abandoned);
+    }
+
+    /// Sends one routed batch; returns how many of its events are
+    /// abandoned (its subscriber has gone).
+    fn send(&mut self, id: SubscriptionId, batch: Vec<T>) -> usize {
+        let Some(out) = self.list.iter().find(|o| o.id == id) else {
+            return batch.len();
+        };
+        match out.edge.send(batch) {
+            Ok(Some(buf)) => {
+                if self.spare.len() < SPARE_MAX {
+                    self.spare.push(buf);
+                }
+                0
+            }
+            Ok(None) => 0,
+            // The subscriber cancelled meanwhile: it will never take these.
+            Err(batch) => batch.len(),
+        }
     }
 
     fn recycle(&mut self, buf: Vec<T>) {

@@ -94,6 +94,18 @@ impl Signal {
     /// [`Signal::poll_notified`], parking with `tag`.
     pub(crate) fn poll_notified_as(&self, cx: &mut Context<'_>, tag: u8) -> Poll<()> {
         let waiting = WAITING.saturating_add(tag);
+        // A pending notification is consumed without touching the waker:
+        // a waiter only needs one registered when it parks, and a waiter
+        // woken by `notify` comes back to exactly this case (its waker was
+        // taken by the wake, so registering again would clone it).
+        if self.state.load(Ordering::Acquire) == NOTIFIED
+            && self
+                .state
+                .compare_exchange(NOTIFIED, IDLE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return Poll::Ready(());
+        }
         #[cfg(not(all(test, loom)))]
         self.waker.register(cx.waker());
         #[cfg(all(test, loom))]
