@@ -699,8 +699,6 @@ where
             if let Some(exit) = cx.interrupt() {
                 return exit;
             }
-            // Owed by a batch whose output was not sent (a failure).
-            self.inputs.give_back();
             self.outputs.collect(stage);
             if !self.outputs.alive() {
                 let abandoned = self.inputs.cancel_all(stage);
@@ -783,9 +781,7 @@ where
                             Err(exit) => break Some(exit),
                             Ok(Ok(())) => {
                                 Counters::add(&stage.counters.processed, len);
-                                // Its ask and buffer go back once the
-                                // output has left (below).
-                                self.inputs.handled_later(len);
+                                self.inputs.handled(len);
                                 em.keep();
                             }
                             // The failed chunk is handled again by the next
@@ -811,7 +807,6 @@ where
                         return exit;
                     }
                     after_send(cx, sent).await;
-                    self.inputs.give_back();
                 }
             }
         }

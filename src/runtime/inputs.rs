@@ -52,16 +52,6 @@ pub(crate) struct Inputs<T> {
     /// Whether any subscription has an idle timeout: without one, an idle
     /// stage has no deadline to compute each time it parks.
     timed: bool,
-    /// What [`Inputs::handled_later`] owes upstream, until
-    /// [`Inputs::give_back`] sends it.
-    owed: Option<Owed<T>>,
-}
-
-/// An ask and a used-up batch buffer not yet sent back upstream.
-struct Owed<T> {
-    input: usize,
-    ask: usize,
-    buffer: Option<Vec<T>>,
 }
 
 impl<T> Inputs<T> {
@@ -73,7 +63,6 @@ impl<T> Inputs<T> {
             current: None,
             started: false,
             timed,
-            owed: None,
         }
     }
 
@@ -141,7 +130,6 @@ impl<T> Inputs<T> {
 
     /// Finds the next chunk of at most `limit` (≥ 1) events.
     pub(crate) fn next(&mut self, limit: usize, stage: &StageShared) -> Next {
-        self.give_back();
         if let Some(len) = self.next_in_batch(limit) {
             return Next::Chunk(len);
         }
@@ -224,31 +212,7 @@ impl<T> Inputs<T> {
         if let Some(c) = &mut self.current {
             c.pos += len;
         }
-        self.settle(len, false);
-    }
-
-    /// [`Inputs::handled`], but what it would send upstream (an ask, the
-    /// used-up batch's buffer) waits for [`Inputs::give_back`], which the
-    /// next [`Inputs::next`] also calls.
-    ///
-    /// A processor handles its chunk, then sends the output on: the ask
-    /// and the buffer's return, an edge lock and sometimes a wake-up, would
-    /// sit between an event's arrival and its departure. The processor
-    /// gives them back once its output has been sent (and, in a chain, its
-    /// subscriber has run). The demand accounting itself is done here, so
-    /// nothing is counted twice or lost across a restart.
-    pub(crate) fn handled_later(&mut self, len: usize) {
-        if let Some(c) = &mut self.current {
-            c.pos += len;
-        }
-        self.settle(len, true);
-    }
-
-    /// Sends upstream what [`Inputs::handled_later`] kept back.
-    pub(crate) fn give_back(&mut self) {
-        if let Some(owed) = self.owed.take() {
-            self.list[owed.input].edge.ask(owed.ask, owed.buffer);
-        }
+        self.settle(len);
     }
 
     /// Removes the chunk of `len` at the current position (for the dead
@@ -259,39 +223,24 @@ impl<T> Inputs<T> {
         };
         // `pos` stays: the drained events are gone, the next ones moved up.
         let events: Vec<T> = c.batch.drain(c.pos..c.pos + len).collect();
-        self.settle(len, false);
+        self.settle(len);
         events
     }
 
     /// The accounting shared by `handled` and `take_chunk`, once `pos` points
     /// past the chunk: asks per the subscription's demand, and hands the
-    /// batch's buffer back upstream when it is used up (now, or at the next
-    /// `give_back` when `later`).
-    fn settle(&mut self, len: usize, later: bool) {
+    /// batch's buffer back upstream when it is used up.
+    fn settle(&mut self, len: usize) {
         let Some(c) = &mut self.current else { return };
         c.attempts = 0;
-        let index = c.input;
-        let ask = self.list[index]
-            .demand
-            .as_mut()
-            .map_or(0, |d| d.handled(len));
-        let buffer = if c.pos >= c.batch.len() {
-            self.current.take().map(|c| c.batch)
-        } else {
-            None
-        };
-        if buffer.is_none() && ask == 0 {
-            return;
-        }
-        self.give_back();
-        if later {
-            self.owed = Some(Owed {
-                input: index,
-                ask,
-                buffer,
-            });
-        } else {
-            self.list[index].edge.ask(ask, buffer);
+        let input = &mut self.list[c.input];
+        let ask = input.demand.as_mut().map_or(0, |d| d.handled(len));
+        if c.pos >= c.batch.len() {
+            if let Some(c) = self.current.take() {
+                input.edge.ask(ask, Some(c.batch));
+            }
+        } else if ask > 0 {
+            input.edge.ask(ask, None);
         }
     }
 
@@ -301,8 +250,6 @@ impl<T> Inputs<T> {
     /// too: the ledger keeps `received == processed + dead_lettered +
     /// abandoned`.
     pub(crate) fn cancel_all(&mut self, stage: &StageShared) -> usize {
-        // Nobody upstream needs the ask any more.
-        self.owed = None;
         let current = self.current.take().map_or(0, |c| c.batch.len() - c.pos);
         let mut queued = 0;
         for input in &mut self.list {
