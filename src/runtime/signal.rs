@@ -247,6 +247,38 @@ mod loom_tests {
             th.join().unwrap();
         });
     }
+
+    /// A parked wait polled again at once with the same waker, racing
+    /// notifies: none is lost, however the second poll falls around them.
+    ///
+    /// This is why every poll registers its waker, even a poll that finds
+    /// the wait still parked with the same waker: a registration that
+    /// raced a wake-up in progress did not store the waker (it woke it
+    /// instead), so skipping the next registration leaves the signal with
+    /// no waker for the following notify. A version that skipped it
+    /// (checking only "still `WAITING`, same waker") deadlocked here.
+    #[test]
+    fn loom_signal_repoll_while_parked_sees_a_racing_notify() {
+        loom::model(|| {
+            let signal = Arc::new(Signal::new());
+            let (a, th_a) = worker(&signal);
+            let (b, th_b) = worker(&signal);
+            loom::future::block_on(async {
+                while !(a.load(Ordering::Acquire) && b.load(Ordering::Acquire)) {
+                    let mut wait = std::pin::pin!(signal.notified());
+                    std::future::poll_fn(|cx| match wait.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(()),
+                        // Polled again at once, as a handler's own wake-up
+                        // would: parked, same waker.
+                        Poll::Pending => wait.as_mut().poll(cx),
+                    })
+                    .await;
+                }
+            });
+            th_a.join().unwrap();
+            th_b.join().unwrap();
+        });
+    }
 }
 
 #[cfg(all(test, not(loom)))]
