@@ -2,7 +2,9 @@
 //! model: never more delivered than asked, each subscriber's events in
 //! emission order, nothing dropped (every event delivered, buffered or
 //! reported abandoned on cancel), demand conserved across cancel, and
-//! protocol errors typed (ask 0, unknown subscriber, duplicates).
+//! protocol errors typed (ask 0, unknown subscriber, duplicates). Batches
+//! go through `route_whole` (the one-subscriber fast path) or `dispatch`,
+//! under the same checks.
 //!
 //! Broadcast subscribers get random selectors. There the model is exact:
 //! the dispatcher's buffer is always the newest `buffered()` events, so the
@@ -164,7 +166,18 @@ fuzz_target!(|data: &[u8]| {
                 let before = d.buffered();
                 let events: Vec<u64> = (next_event..next_event + k as u64).collect();
                 next_event += k as u64;
-                d.dispatch(events, &mut out);
+                // Half the time through the one-subscriber fast path, as
+                // the engine's `Outputs::emit` tries it first: the same
+                // checks below hold whichever way a batch went.
+                let routed = if op & 0x40 == 0 {
+                    d.route_whole(events.len())
+                } else {
+                    None
+                };
+                match routed {
+                    Some(id) => out.push((id, events)),
+                    None => d.dispatch(events, &mut out),
+                }
                 if within && before == 0 && kind != Kind::Partition {
                     assert_eq!(d.buffered(), 0, "emitting within demand buffered events");
                 }
