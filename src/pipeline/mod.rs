@@ -819,14 +819,27 @@ impl Pipeline {
         }
         let mut tasks = Vec::with_capacity(groups.len());
         for group in groups {
-            let mut futs: Vec<_> = group.iter().filter_map(|&i| members[i].take()).collect();
+            let (stages, mut futs): (Vec<usize>, Vec<_>) = group
+                .iter()
+                .filter_map(|&i| Some((i, members[i].take()?)))
+                .unzip();
             tasks.push(match futs.len() {
                 0 => continue,
                 1 => {
                     let fut = futs.remove(0);
                     rt.spawn(async move { vec![fut.await] })
                 }
-                _ => rt.spawn(Group::new(futs)),
+                _ => {
+                    let group = Group::new(futs);
+                    // A member's stage waits on its signals only inside the
+                    // group, so they can wake its member waker directly.
+                    for (member, &i) in stages.iter().enumerate() {
+                        let stage = &self.stages[i].shared;
+                        stage.signal.bind(group.member_waker(member));
+                        stage.control_signal.bind(group.member_waker(member));
+                    }
+                    rt.spawn(group)
+                }
             });
         }
         shared.span.in_scope(|| {

@@ -118,6 +118,14 @@ impl<F: Future + Unpin> Group<F> {
     }
 }
 
+impl<F: Future> Group<F> {
+    /// The waker member `index` is polled with. A `Signal` that only this
+    /// member waits on can wake it directly (`Signal::bind`).
+    pub(crate) fn member_waker(&self, index: usize) -> Waker {
+        self.wakers[index].clone()
+    }
+}
+
 impl<F: Future + Unpin> Unpin for Group<F> {}
 
 impl<F: Future + Unpin> Future for Group<F> {
@@ -291,6 +299,34 @@ mod loom_tests {
             .await
         }
         .boxed()
+    }
+
+    /// A member parked on a signal bound to its member waker (so it parks
+    /// without registering), notified from another thread while the group
+    /// decides to return `Pending`: the wake-up reaches it.
+    #[test]
+    fn loom_group_member_on_a_bound_signal() {
+        use crate::runtime::signal::Signal;
+        loom::model(|| {
+            let signal = Arc::new(Signal::new());
+            let flag = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+            let (s, f) = (signal.clone(), flag.clone());
+            let member = async move {
+                while !f.load(Ordering::SeqCst) {
+                    s.notified().await;
+                }
+                1
+            }
+            .boxed();
+            let group = Group::new(vec![member]);
+            signal.bind(group.member_waker(0));
+            let th = loom::thread::spawn(move || {
+                flag.store(true, Ordering::SeqCst);
+                signal.notify();
+            });
+            assert_eq!(loom::future::block_on(group), vec![1]);
+            th.join().unwrap();
+        });
     }
 
     /// A wake-up from another thread racing the group's decision to

@@ -49,6 +49,12 @@ const WAITING: u8 = 2;
 pub(crate) struct Signal {
     state: AtomicU8,
     waker: AtomicWaker,
+    /// The one waker the waiter ever parks with, when that is known before
+    /// it first waits: a stage inside a `Group` is only ever polled with
+    /// its member waker. Bound, the signal wakes it by reference and the
+    /// waiter parks without registering: no waker is taken out, cloned or
+    /// dropped per wake-up.
+    bound: std::sync::OnceLock<std::task::Waker>,
 }
 
 impl Signal {
@@ -56,14 +62,24 @@ impl Signal {
         Signal {
             state: AtomicU8::new(IDLE),
             waker: AtomicWaker::new(),
+            bound: std::sync::OnceLock::new(),
         }
     }
 
     /// Makes the waiter's next `notified()` complete, waking it if parked.
     pub(crate) fn notify(&self) {
         if self.state.swap(NOTIFIED, Ordering::AcqRel) >= WAITING {
-            self.waker.wake();
+            match self.bound.get() {
+                Some(waker) => waker.wake_by_ref(),
+                None => self.waker.wake(),
+            }
         }
+    }
+
+    /// Fixes the waker the waiter will always park with (see `bound`).
+    /// Called before the waiter first waits; a second call is ignored.
+    pub(crate) fn bind(&self, waker: std::task::Waker) {
+        let _ = self.bound.set(waker);
     }
 
     /// Completes once a notification is pending, consuming it.
@@ -106,10 +122,16 @@ impl Signal {
         {
             return Poll::Ready(());
         }
-        #[cfg(not(all(test, loom)))]
-        self.waker.register(cx.waker());
-        #[cfg(all(test, loom))]
-        self.waker.register(cx.waker().clone());
+        match self.bound.get() {
+            Some(bound) => debug_assert!(
+                bound.will_wake(cx.waker()),
+                "a bound signal's waiter parks with another waker"
+            ),
+            #[cfg(not(all(test, loom)))]
+            None => self.waker.register(cx.waker()),
+            #[cfg(all(test, loom))]
+            None => self.waker.register(cx.waker().clone()),
+        }
         let mut s = self.state.load(Ordering::Acquire);
         loop {
             let (to, ready) = if s == NOTIFIED {
