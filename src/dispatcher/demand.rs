@@ -131,13 +131,13 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher<T> {
     }
 
     fn route_whole(&mut self, len: usize) -> Option<SubscriptionId> {
-        // `dispatch`'s first step, when the hungriest takes the whole batch.
-        if len == 0 || !self.buffer.is_empty() {
+        // `dispatch`'s first step when a sole subscriber takes the whole
+        // batch. With several, `dispatch` picks and often splits: trying
+        // here first would only scan them twice.
+        let [(sub, pending)] = self.subs.as_mut_slice() else {
             return None;
-        }
-        let i = self.hungriest()?;
-        let (sub, pending) = &mut self.subs[i];
-        if len > *pending {
+        };
+        if len == 0 || len > *pending || !self.buffer.is_empty() {
             return None;
         }
         *pending -= len;
@@ -201,14 +201,23 @@ mod tests {
         /// everything went and on what is left.
         #[test]
         fn route_whole_agrees_with_dispatch(
+            both in proptest::bool::ANY,
             steps in proptest::collection::vec((0u8..3, 0usize..6), 1..40),
         ) {
-            let (mut fast, mut plain) = (two(), two());
+            // One subscriber (where the fast path is taken) or two (where
+            // it must decline).
+            let one = || {
+                let mut d = DemandDispatcher::new();
+                d.subscribe(A, SubscriberSpec::default()).unwrap();
+                d
+            };
+            let (mut fast, mut plain) = if both { (two(), two()) } else { (one(), one()) };
             let mut next = 0u32;
+            let mut routed = 0;
             for (what, n) in steps {
                 match what {
                     0 | 1 if n > 0 => {
-                        let sub = if what == 0 { A } else { B };
+                        let sub = if what == 1 && both { B } else { A };
                         fast.ask(sub, n).unwrap();
                         plain.ask(sub, n).unwrap();
                     }
@@ -219,7 +228,10 @@ mod tests {
                         plain.dispatch(batch.clone(), &mut expected);
                         let mut got = vec![];
                         match fast.route_whole(batch.len()) {
-                            Some(sub) => got.push((sub, batch)),
+                            Some(sub) => {
+                                routed += 1;
+                                got.push((sub, batch));
+                            }
                             None => fast.dispatch(batch, &mut got),
                         }
                         proptest::prop_assert_eq!(got, expected);
@@ -228,6 +240,21 @@ mod tests {
                 proptest::prop_assert_eq!(fast.demand(), plain.demand());
                 proptest::prop_assert_eq!(fast.buffered(), plain.buffered());
             }
+            if both {
+                proptest::prop_assert_eq!(routed, 0, "two subscribers: dispatch decides");
+            }
+        }
+
+        /// The fast path is taken at all: a sole subscriber with room gets
+        /// the whole batch from `route_whole`.
+        #[test]
+        fn route_whole_takes_a_batch_that_fits(room in 1usize..50, len in 1usize..50) {
+            let mut d = DemandDispatcher::<u32>::new();
+            d.subscribe(A, SubscriberSpec::default()).unwrap();
+            d.ask(A, room).unwrap();
+            let routed = d.route_whole(len);
+            proptest::prop_assert_eq!(routed, (len <= room).then_some(A));
+            proptest::prop_assert_eq!(d.demand(), if len <= room { room - len } else { room });
         }
     }
 

@@ -32,7 +32,6 @@ use super::signal::Signal;
 use std::sync::Arc;
 
 use super::sync::{Mutex, MutexGuard};
-use crate::loom::sync::atomic::{AtomicBool, Ordering};
 
 /// Most recycled buffers kept per edge.
 pub(crate) const FREE_MAX: usize = 4;
@@ -105,13 +104,6 @@ pub(crate) type EdgeObserver = Arc<dyn Fn(EdgeEvent) + Send + Sync>;
 
 pub(crate) struct Edge<T> {
     state: Mutex<State<T>>,
-    /// Whether the upstream has something to collect: demand asked or a
-    /// cancel since its last `take_demand`. Written only under the lock,
-    /// read without it, so an upstream with nothing new (most of its
-    /// looks) skips the lock. A stale `false` loses nothing: whoever sets
-    /// it then notifies the upstream's signal, whose wait acquires it, and
-    /// the upstream looks again.
-    upstream_news: AtomicBool,
     observer: Option<EdgeObserver>,
     /// The upstream stage's signal: new demand or a cancel.
     up: Arc<Signal>,
@@ -142,7 +134,6 @@ impl<T> Edge<T> {
                 end: None,
                 cancelled: false,
             }),
-            upstream_news: AtomicBool::new(false),
             observer: None,
             up,
             down,
@@ -181,7 +172,6 @@ impl<T> Edge<T> {
         }
         s.new_demand = s.new_demand.saturating_add(n);
         s.granted = s.granted.saturating_add(n as u64);
-        self.upstream_news.store(true, Ordering::Release);
         self.tell(EdgeEvent::Asked(n));
         drop(s);
         self.up.notify();
@@ -190,14 +180,7 @@ impl<T> Edge<T> {
     /// Upstream: collects demand asked since the last call, and whether the
     /// downstream has cancelled.
     pub(crate) fn take_demand(&self) -> (usize, bool) {
-        if !self.upstream_news.load(Ordering::Acquire) {
-            return (0, false);
-        }
         let mut s = self.lock();
-        // Cleared under the lock, before reading: news that comes after
-        // this point sets it again. A cancel stays news: every look
-        // reports it, as before the flag.
-        self.upstream_news.store(s.cancelled, Ordering::Relaxed);
         (std::mem::take(&mut s.new_demand), s.cancelled)
     }
 
@@ -268,7 +251,6 @@ impl<T> Edge<T> {
             self.tell(EdgeEvent::Cancelled { dropped });
         }
         s.cancelled = true;
-        self.upstream_news.store(true, Ordering::Release);
         s.queue.clear();
         s.buffered = 0;
         drop(s);
@@ -286,7 +268,6 @@ impl<T> Edge<T> {
             self.tell(EdgeEvent::Cancelled { dropped: 0 });
         }
         s.cancelled = true;
-        self.upstream_news.store(true, Ordering::Release);
         if s.end.is_none() {
             s.end = Some(EdgeEnd::Done);
         }
@@ -325,20 +306,6 @@ mod tests {
         assert_eq!(e.send(vec![3]), Err(vec![3]));
         let snap = e.snapshot();
         assert_eq!((snap.granted, snap.delivered, snap.buffered), (2, 2, 2));
-    }
-
-    #[test]
-    fn take_demand_reports_each_ask_once_and_a_cancel_always() {
-        let e = edge();
-        assert_eq!(e.take_demand(), (0, false));
-        e.ask(3, None);
-        e.ask(0, Some(Vec::with_capacity(4)));
-        assert_eq!(e.take_demand(), (3, false));
-        assert_eq!(e.take_demand(), (0, false), "nothing new");
-        e.ask(2, None);
-        e.cancel();
-        assert_eq!(e.take_demand(), (2, true));
-        assert_eq!(e.take_demand(), (0, true), "still cancelled");
     }
 
     #[test]
@@ -417,33 +384,6 @@ mod loom_tests {
             let snap = e.snapshot();
             assert!(snap.delivered <= snap.granted);
             assert_eq!(seen, sent);
-        });
-    }
-
-    /// Asks racing the upstream's looks, which skip the lock when the edge
-    /// has no news: an upstream that parks on its signal between looks
-    /// collects every ask (a lost one hangs the model: a loom deadlock).
-    #[test]
-    fn loom_edge_no_ask_is_lost_to_the_lock_free_look() {
-        loom::model(|| {
-            let up = Arc::new(Signal::new());
-            let e = Arc::new(Edge::<u32>::new(up.clone(), Arc::new(Signal::new())));
-            let down = e.clone();
-            let t = loom::thread::spawn(move || {
-                down.ask(1, None);
-                down.ask(2, None);
-            });
-            loom::future::block_on(async {
-                let mut got = 0;
-                loop {
-                    got += e.take_demand().0;
-                    if got == 3 {
-                        break;
-                    }
-                    up.notified().await;
-                }
-            });
-            t.join().unwrap();
         });
     }
 }
