@@ -17,7 +17,13 @@
 //! pending), `WAITING` (the waiter is parked with its waker registered).
 //! `notify` stores `NOTIFIED` and wakes only if it replaced `WAITING`. The
 //! waiter registers its waker *before* publishing `WAITING`, so a notifier
-//! that sees `WAITING` always finds the waker.
+//! that sees `WAITING` always finds the waker. A waiter that finds
+//! `NOTIFIED` consumes it without registering: it is not going to park.
+//!
+//! A signal may instead be bound, before its waiter first waits, to the one
+//! waker that waiter always parks with (a stage inside a group and its
+//! member waker): the waker is then there from the start, a park registers
+//! nothing, and a notify wakes it by reference.
 //!
 //! `WAITING` carries a small tag the waiter chose (`WAITING + tag`): why it
 //! parked, for the occupancy sampler ([`Signal::parked`]). It rides in the
