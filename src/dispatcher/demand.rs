@@ -195,10 +195,11 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// `route_whole` is `dispatch` when `dispatch` would send the whole
-        /// batch to one subscriber, and changes nothing otherwise: after
-        /// any mix of asks and batches, both dispatchers agree on where
-        /// everything went and on what is left.
+        /// `route_whole` does what `dispatch` would when it takes a batch
+        /// (a sole subscriber with room for all of it), and changes
+        /// nothing when it declines: after any mix of asks and batches,
+        /// both dispatchers agree on where everything went and on what is
+        /// left.
         #[test]
         fn route_whole_agrees_with_dispatch(
             both in proptest::bool::ANY,
