@@ -93,6 +93,7 @@ impl DemandLimits {
     }
 
     /// The largest chunk handed to the stage at once: `max - min`.
+    #[inline]
     pub fn batch_size(&self) -> usize {
         self.max - self.min
     }
@@ -150,12 +151,14 @@ impl SubscriberDemand {
     }
 
     /// How many of `available` events to hand the stage in the next chunk.
+    #[inline]
     pub fn chunk(&self, available: usize) -> usize {
         available.min(self.limits.batch_size())
     }
 
     /// Records that `n` events were handled; returns how many to ask for
     /// now (0 for none).
+    #[inline]
     pub fn handled(&mut self, n: usize) -> usize {
         let left = self.outstanding.saturating_sub(n);
         if left <= self.limits.min {
@@ -168,6 +171,7 @@ impl SubscriberDemand {
     }
 
     /// Events asked for and not yet handled.
+    #[inline]
     pub fn outstanding(&self) -> usize {
         self.outstanding
     }

@@ -144,6 +144,7 @@ impl CancelScope {
     }
 
     /// Whether this scope or an ancestor has been cancelled. One atomic load.
+    #[inline]
     pub fn is_cancelled(&self) -> bool {
         self.handle.is_cancelled()
     }

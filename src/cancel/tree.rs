@@ -200,6 +200,7 @@ impl Handle {
         wake_all(wakers);
     }
 
+    #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.node.cancelled.load(Ordering::Acquire)
     }

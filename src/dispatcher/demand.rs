@@ -126,6 +126,7 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher<T> {
         }
     }
 
+    #[inline]
     fn buffered(&self) -> usize {
         self.buffer.len()
     }

@@ -35,6 +35,7 @@ impl Counters {
     /// writes), so a plain load and store does: it costs no locked
     /// instruction on the per-batch path, and readers (`stats()`) see each
     /// counter at most one update behind.
+    #[inline]
     pub(crate) fn add(counter: &AtomicU64, n: usize) {
         if n > 0 {
             let now = counter.load(Ordering::Relaxed);

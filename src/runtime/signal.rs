@@ -73,6 +73,7 @@ impl Signal {
     }
 
     /// Makes the waiter's next `notified()` complete, waking it if parked.
+    #[inline]
     pub(crate) fn notify(&self) {
         if self.state.swap(NOTIFIED, Ordering::AcqRel) >= WAITING {
             match self.bound.get() {
@@ -98,6 +99,7 @@ impl Signal {
 
     /// [`Signal::notified`], parking with `tag` (at most `u8::MAX - 2`,
     /// larger ones read as that) for [`Signal::parked`] to report.
+    #[inline]
     pub(crate) fn notified_as(&self, tag: u8) -> Notified<'_> {
         Notified { signal: self, tag }
     }
@@ -114,8 +116,8 @@ impl Signal {
     }
 
     /// [`Signal::poll_notified`], parking with `tag`.
+    #[inline]
     pub(crate) fn poll_notified_as(&self, cx: &mut Context<'_>, tag: u8) -> Poll<()> {
-        let waiting = WAITING.saturating_add(tag);
         // A pending notification is consumed without touching the waker:
         // a waiter only needs one registered when it parks, and a waiter
         // woken by `notify` comes back to exactly this case (its waker was
@@ -128,6 +130,15 @@ impl Signal {
         {
             return Poll::Ready(());
         }
+        self.park_as(cx, tag)
+    }
+
+    /// The rest of [`Signal::poll_notified_as`]: parks, unless a
+    /// notification comes in meanwhile. Out of line, so that the check
+    /// above inlines into every wait.
+    #[inline(never)]
+    fn park_as(&self, cx: &mut Context<'_>, tag: u8) -> Poll<()> {
+        let waiting = WAITING.saturating_add(tag);
         match self.bound.get() {
             Some(bound) => debug_assert!(
                 bound.will_wake(cx.waker()),
@@ -167,6 +178,7 @@ pub(crate) struct Notified<'a> {
 impl Future for Notified<'_> {
     type Output = ();
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.signal.poll_notified_as(cx, self.tag)
     }
@@ -177,6 +189,7 @@ impl Drop for Notified<'_> {
     /// the wait completed (the usual case: the state is already `IDLE`);
     /// if a `notify` races the reset, its `NOTIFIED` stays for the next
     /// wait, as if it had come after this one.
+    #[inline]
     fn drop(&mut self) {
         let s = self.signal.state.load(Ordering::Relaxed);
         if s >= WAITING {
