@@ -84,6 +84,7 @@ impl StageCx {
     }
 
     /// Cancellation or a supervisor request that must interrupt the instance.
+    #[inline]
     fn interrupt(&self) -> Option<InstanceExit> {
         if self.scope.is_cancelled() {
             return Some(InstanceExit::Cancelled);
@@ -98,6 +99,7 @@ impl StageCx {
         }
     }
 
+    #[inline]
     fn draining(&self) -> bool {
         self.stage.control.load(Ordering::Acquire) == CONTROL_DRAIN
     }
@@ -308,7 +310,7 @@ pub(crate) fn supervise(cx: StageCx, driver: impl Driver) -> impl Future<Output 
     cx.stage.handler_seconds.get_or_init(|| {
         crate::observe::metrics::handler_seconds(&cx.pipeline.name, &cx.stage.name)
     });
-    tracing::Instrument::instrument(supervise_in_span(cx, driver), span)
+    crate::observe::span::in_span(supervise_in_span(cx, driver), span)
 }
 
 async fn supervise_in_span(cx: StageCx, mut driver: impl Driver) -> StageEnd {
@@ -322,7 +324,7 @@ async fn supervise_in_span(cx: StageCx, mut driver: impl Driver) -> StageEnd {
     let end = loop {
         // One span per attempt, entered whenever the instance is polled:
         // around every handler call, never per event.
-        let exit = tracing::Instrument::instrument(
+        let exit = crate::observe::span::in_span(
             driver.run_instance(&cx, attempt),
             crate::observe::span::attempt(attempt),
         )
