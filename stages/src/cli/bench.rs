@@ -74,10 +74,12 @@ const LATENCY_HELP: &str = "\
 500 us before each event (tokio's timer ends it at the next millisecond
 tick), stamps it with the time and emits it through map to a consumer,
 which records now - stamp. The same chain by hand is three tokio tasks
-joined by mpsc channels of single events, paced the same way. Both sides
-run alternately (after a short warm-up of each), --reps times each
-(default 5) with --events events each (default 3000); p50/p90/p99/max
-are computed per run and the medians over runs reported. --json prints
+joined by mpsc channels of single events, paced the same way. In each
+run both chains are alive and take turns of 300 events, so that a busy
+spell of the host falls on both alike; only one emits at a time. A short
+warm-up run comes first, then --reps runs (default 5) of --events events
+per side (default 3000); p50/p90/p99/max are computed per run and side,
+and the medians over runs reported. --json prints
 {\"events\",\"reps\",\"engine_p50_us\",\"engine_p90_us\",\"engine_p99_us\",
 \"engine_max_us\",\"baseline_p50_us\",\"baseline_p90_us\",\"baseline_p99_us\",
 \"baseline_max_us\",\"p50_ratio\",\"p99_ratio\"}.
@@ -325,34 +327,28 @@ struct LatencyOutput {
     p99_ratio: f64,
 }
 
-/// `bench --latency`: both sides alternately, medians of per-run
-/// percentiles.
+/// `bench --latency`: both sides together, taking turns
+/// (`shapes::LATENCY_TURN`); medians of per-run percentiles.
 fn run_latency(rt: &tokio::runtime::Runtime, o: &Options) -> i32 {
     let events = o.events.unwrap_or(shapes::LATENCY_EVENTS);
     // A short warm-up: worker threads, allocator, timer wheel.
-    let warmup = events.min(300);
+    let warmup = events.min(shapes::LATENCY_TURN);
     let every = shapes::LATENCY_EVERY;
-    let mut progress = Progress::new((o.reps + 1) * 2);
+    let mut progress = Progress::new(o.reps + 1);
     let (mut engine, mut baseline) = (Vec::new(), Vec::new());
     for rep in 0..=o.reps {
         let n = if rep == 0 { warmup } else { events };
-        let sides = if rep % 2 == 1 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for on_engine in sides {
-            let side = match (rep, on_engine) {
-                (0, _) => "warm-up",
-                (_, true) => "engine",
-                (_, false) => "baseline",
-            };
-            progress.step("latency", side, rep, o.reps);
-            let r = if on_engine {
-                rt.block_on(shapes::engine_latency(n, every))
-            } else {
-                rt.block_on(shapes::baseline_latency(n, every))
-            };
+        let side = if rep == 0 { "warm-up" } else { "both sides" };
+        progress.step("latency", side, rep, o.reps);
+        // Who starts alternates, so neither side always has the first turn.
+        let (on_engine, on_baseline) = shapes::Turn::pair(rep % 2 == 1);
+        let (e, b) = rt.block_on(async {
+            tokio::join!(
+                shapes::engine_latency(n, every, on_engine),
+                shapes::baseline_latency(n, every, on_baseline),
+            )
+        });
+        for (side, r) in [("engine", e), ("baseline", b)] {
             let mut nanos = match r {
                 Ok(v) if v.len() as u64 == n => v,
                 Ok(v) => {
@@ -367,7 +363,7 @@ fn run_latency(rt: &tokio::runtime::Runtime, o: &Options) -> i32 {
             };
             if rep > 0 {
                 let p = Percentiles::of(&mut nanos);
-                if on_engine {
+                if side == "engine" {
                     engine.push(p);
                 } else {
                     baseline.push(p);

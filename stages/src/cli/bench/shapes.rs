@@ -18,7 +18,7 @@ use demandflow::{
     sink, source, stage, BoxError, Consumer, Context, Dispatch, Emitter, Flow, Pipeline, Producer,
     Subscribe,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Names of the standard shapes.
 pub(crate) const SHAPES: &[&str] = &[
@@ -457,12 +457,65 @@ pub(crate) const LATENCY_EVENTS: u64 = 3_000;
 /// about one per millisecond, each alone in the pipeline.
 pub(crate) const LATENCY_EVERY: Duration = Duration::from_micros(500);
 
+/// Events one side of a latency run emits before the other side's turn.
+///
+/// Both chains of a run are alive from start to end and take turns, so
+/// that a spell of a busy host (a neighbour on the machine, an interrupt
+/// storm) falls on both sides alike instead of on whichever side happened
+/// to run then: on a shared machine such spells last from milliseconds to
+/// seconds and decide a run's p99. Only one side emits at a time, so each
+/// event still crosses a pipeline that is otherwise idle, with its own
+/// timer the only one pending, as when it runs alone.
+pub(crate) const LATENCY_TURN: u64 = 300;
+
+/// One side's part in the turn-taking of a latency run.
+#[derive(Clone)]
+pub(crate) struct Turn {
+    engine: bool,
+    /// Whether it is the engine's turn.
+    whose: std::sync::Arc<watch::Sender<bool>>,
+    rx: watch::Receiver<bool>,
+    emitted: u64,
+}
+
+impl Turn {
+    /// The two sides of a run; `engine_first` says who starts.
+    pub(crate) fn pair(engine_first: bool) -> (Turn, Turn) {
+        let whose = std::sync::Arc::new(watch::Sender::new(engine_first));
+        let side = |engine: bool| Turn {
+            engine,
+            rx: whose.subscribe(),
+            whose: whose.clone(),
+            emitted: 0,
+        };
+        (side(true), side(false))
+    }
+
+    /// Waits for this side's turn.
+    async fn wait(&mut self) {
+        let engine = self.engine;
+        // The sender lives in `self`, so the channel cannot close.
+        let _ = self.rx.wait_for(|&whose| whose == engine).await;
+    }
+
+    /// Counts an emitted event; hands the turn over after a full turn or
+    /// after this side's last event.
+    fn emitted(&mut self, last: bool) {
+        self.emitted += 1;
+        if self.emitted == LATENCY_TURN || last {
+            self.emitted = 0;
+            self.whose.send_replace(!self.engine);
+        }
+    }
+}
+
 /// Emits `left` timestamps, sleeping `every` before each: the producer of a
 /// latency run. The stamp is taken right before the event is emitted.
 #[derive(Clone)]
 struct Paced {
     left: u64,
     every: Duration,
+    turn: Turn,
 }
 
 impl Producer<Instant> for Paced {
@@ -475,9 +528,11 @@ impl Producer<Instant> for Paced {
         if self.left == 0 {
             return Ok(Flow::Done);
         }
+        self.turn.wait().await;
         tokio::time::sleep(self.every).await;
         out.emit(Instant::now());
         self.left -= 1;
+        self.turn.emitted(self.left == 0);
         Ok(Flow::Continue)
     }
 }
@@ -516,12 +571,23 @@ impl Consumer<Instant> for Record {
 }
 
 /// Producer → map → consumer on the engine, one stamped event every
-/// `every`: the latency of each event from emission to consumption, in
-/// nanoseconds, in arrival order.
-pub(crate) async fn engine_latency(n: u64, every: Duration) -> Result<Vec<u64>, String> {
+/// `every` while it is `turn`'s turn: the latency of each event from
+/// emission to consumption, in nanoseconds, in arrival order.
+pub(crate) async fn engine_latency(
+    n: u64,
+    every: Duration,
+    turn: Turn,
+) -> Result<Vec<u64>, String> {
     let rec = Record::new(n);
     let mut p = Pipeline::new();
-    let a = p.producer("source", Paced { left: n, every });
+    let a = p.producer(
+        "source",
+        Paced {
+            left: n,
+            every,
+            turn,
+        },
+    );
     let b = p
         .processor("map", stage::map(|t: Instant| t))
         .subscribe(&a, Subscribe::default());
@@ -537,17 +603,23 @@ pub(crate) async fn engine_latency(n: u64, every: Duration) -> Result<Vec<u64>, 
 
 /// The same as [`engine_latency`] by hand: three tokio tasks joined by
 /// bounded `mpsc` channels of single events (room for 1000, the engine's
-/// default `max_demand`), paced by the same sleep.
-pub(crate) async fn baseline_latency(n: u64, every: Duration) -> Result<Vec<u64>, String> {
+/// default `max_demand`), paced by the same sleep and taking the same turns.
+pub(crate) async fn baseline_latency(
+    n: u64,
+    every: Duration,
+    mut turn: Turn,
+) -> Result<Vec<u64>, String> {
     let rec = Record::new(n);
     let (tx1, mut rx1) = mpsc::channel::<Instant>(1000);
     let (tx2, mut rx2) = mpsc::channel::<Instant>(1000);
     let a = tokio::spawn(async move {
-        for _ in 0..n {
+        for i in 1..=n {
+            turn.wait().await;
             tokio::time::sleep(every).await;
             if tx1.send(Instant::now()).await.is_err() {
                 return;
             }
+            turn.emitted(i == n);
         }
     });
     let m = tokio::spawn(async move {
@@ -566,4 +638,62 @@ pub(crate) async fn baseline_latency(n: u64, every: Duration) -> Result<Vec<u64>
     let (x, y, z) = tokio::join!(a, m, c);
     x.and(y).and(z).map_err(|e| e.to_string())?;
     Ok(rec.take())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sides of a latency run emit in whole turns, one side at a time,
+    /// starting with the one chosen, until each has emitted all its events.
+    #[test]
+    fn latency_sides_take_turns() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let n = 2 * LATENCY_TURN + 100;
+        for engine_first in [true, false] {
+            let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let (on_engine, on_baseline) = Turn::pair(engine_first);
+            let side = |mut turn: Turn| {
+                let log = log.clone();
+                async move {
+                    for i in 1..=n {
+                        turn.wait().await;
+                        log.lock().unwrap().push(turn.engine);
+                        // Were the other side let through, it would emit now.
+                        tokio::task::yield_now().await;
+                        turn.emitted(i == n);
+                    }
+                }
+            };
+            rt.block_on(async {
+                let a = tokio::spawn(side(on_engine));
+                let b = tokio::spawn(side(on_baseline));
+                let (a, b) = tokio::join!(a, b);
+                a.and(b).unwrap();
+            });
+            let log = log.lock().unwrap();
+            let mut runs: Vec<(bool, u64)> = Vec::new();
+            for &engine in log.iter() {
+                match runs.last_mut() {
+                    Some((side, len)) if *side == engine => *len += 1,
+                    _ => runs.push((engine, 1)),
+                }
+            }
+            let (first, second) = (engine_first, !engine_first);
+            assert_eq!(
+                runs,
+                [
+                    (first, LATENCY_TURN),
+                    (second, LATENCY_TURN),
+                    (first, LATENCY_TURN),
+                    (second, LATENCY_TURN),
+                    (first, 100),
+                    (second, 100),
+                ]
+            );
+        }
+    }
 }
