@@ -564,6 +564,59 @@ mod tests {
         assert_eq!(Percentiles::of(&mut []).p99, 0.0);
     }
 
+    /// The sides of a latency run emit in whole turns, one side at a time,
+    /// starting with the one chosen, until each has emitted all its events.
+    #[test]
+    fn latency_sides_take_turns() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let n = 2 * shapes::LATENCY_TURN + 100;
+        for engine_first in [true, false] {
+            let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let (on_engine, on_baseline) = shapes::Turn::pair(engine_first);
+            let side = |mut turn: shapes::Turn| {
+                let log = log.clone();
+                async move {
+                    for i in 1..=n {
+                        turn.wait().await;
+                        log.lock().unwrap().push(turn.is_engine());
+                        // Were the other side let through, it would emit now.
+                        tokio::task::yield_now().await;
+                        turn.emitted(i == n);
+                    }
+                }
+            };
+            rt.block_on(async {
+                let a = tokio::spawn(side(on_engine));
+                let b = tokio::spawn(side(on_baseline));
+                let (a, b) = tokio::join!(a, b);
+                a.and(b).unwrap();
+            });
+            let log = log.lock().unwrap();
+            let mut runs: Vec<(bool, u64)> = Vec::new();
+            for &engine in log.iter() {
+                match runs.last_mut() {
+                    Some((side, len)) if *side == engine => *len += 1,
+                    _ => runs.push((engine, 1)),
+                }
+            }
+            let (first, second) = (engine_first, !engine_first);
+            assert_eq!(
+                runs,
+                [
+                    (first, shapes::LATENCY_TURN),
+                    (second, shapes::LATENCY_TURN),
+                    (first, shapes::LATENCY_TURN),
+                    (second, shapes::LATENCY_TURN),
+                    (first, 100),
+                    (second, 100),
+                ]
+            );
+        }
+    }
+
     #[test]
     fn median_of_odd_and_even() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);

@@ -491,8 +491,13 @@ impl Turn {
         (side(true), side(false))
     }
 
+    /// Whether this is the engine's side.
+    pub(crate) fn is_engine(&self) -> bool {
+        self.engine
+    }
+
     /// Waits for this side's turn.
-    async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         let engine = self.engine;
         // The sender lives in `self`, so the channel cannot close.
         let _ = self.rx.wait_for(|&whose| whose == engine).await;
@@ -500,7 +505,7 @@ impl Turn {
 
     /// Counts an emitted event; hands the turn over after a full turn or
     /// after this side's last event.
-    fn emitted(&mut self, last: bool) {
+    pub(crate) fn emitted(&mut self, last: bool) {
         self.emitted += 1;
         if self.emitted == LATENCY_TURN || last {
             self.emitted = 0;
@@ -638,62 +643,4 @@ pub(crate) async fn baseline_latency(
     let (x, y, z) = tokio::join!(a, m, c);
     x.and(y).and(z).map_err(|e| e.to_string())?;
     Ok(rec.take())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The sides of a latency run emit in whole turns, one side at a time,
-    /// starting with the one chosen, until each has emitted all its events.
-    #[test]
-    fn latency_sides_take_turns() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        let n = 2 * LATENCY_TURN + 100;
-        for engine_first in [true, false] {
-            let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            let (on_engine, on_baseline) = Turn::pair(engine_first);
-            let side = |mut turn: Turn| {
-                let log = log.clone();
-                async move {
-                    for i in 1..=n {
-                        turn.wait().await;
-                        log.lock().unwrap().push(turn.engine);
-                        // Were the other side let through, it would emit now.
-                        tokio::task::yield_now().await;
-                        turn.emitted(i == n);
-                    }
-                }
-            };
-            rt.block_on(async {
-                let a = tokio::spawn(side(on_engine));
-                let b = tokio::spawn(side(on_baseline));
-                let (a, b) = tokio::join!(a, b);
-                a.and(b).unwrap();
-            });
-            let log = log.lock().unwrap();
-            let mut runs: Vec<(bool, u64)> = Vec::new();
-            for &engine in log.iter() {
-                match runs.last_mut() {
-                    Some((side, len)) if *side == engine => *len += 1,
-                    _ => runs.push((engine, 1)),
-                }
-            }
-            let (first, second) = (engine_first, !engine_first);
-            assert_eq!(
-                runs,
-                [
-                    (first, LATENCY_TURN),
-                    (second, LATENCY_TURN),
-                    (first, LATENCY_TURN),
-                    (second, LATENCY_TURN),
-                    (first, 100),
-                    (second, 100),
-                ]
-            );
-        }
-    }
 }
