@@ -348,7 +348,7 @@ fn run_latency(rt: &tokio::runtime::Runtime, o: &Options) -> i32 {
                 shapes::baseline_latency(n, every, on_baseline),
             )
         });
-        for (side, r) in [("engine", e), ("baseline", b)] {
+        for (side, r, runs) in [("engine", e, &mut engine), ("baseline", b, &mut baseline)] {
             let mut nanos = match r {
                 Ok(v) if v.len() as u64 == n => v,
                 Ok(v) => {
@@ -362,12 +362,7 @@ fn run_latency(rt: &tokio::runtime::Runtime, o: &Options) -> i32 {
                 }
             };
             if rep > 0 {
-                let p = Percentiles::of(&mut nanos);
-                if side == "engine" {
-                    engine.push(p);
-                } else {
-                    baseline.push(p);
-                }
+                runs.push(Percentiles::of(&mut nanos));
             }
         }
     }
