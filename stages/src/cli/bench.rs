@@ -571,23 +571,36 @@ mod tests {
         for engine_first in [true, false] {
             let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let (on_engine, on_baseline) = shapes::Turn::pair(engine_first);
+            // A side: a producer that logs each event it emits, and a
+            // recorder that receives them in a task of its own.
             let side = |mut turn: shapes::Turn| {
                 let log = log.clone();
-                async move {
-                    for i in 1..=n {
+                let mut recorder_turn = turn.clone();
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let producer = async move {
+                    for _ in 0..n {
                         turn.wait().await;
                         log.lock().unwrap().push(turn.is_engine());
-                        // Were the other side let through, it would emit now.
-                        tokio::task::yield_now().await;
-                        turn.emitted(i == n);
+                        tx.send(()).unwrap();
+                        turn.emitted();
                     }
-                }
+                };
+                let recorder = async move {
+                    for i in 1..=n {
+                        rx.recv().await.unwrap();
+                        // Were the other side (or this producer's next
+                        // turn) let through early, it would emit now.
+                        tokio::task::yield_now().await;
+                        recorder_turn.recorded(i == n);
+                    }
+                };
+                (tokio::spawn(producer), tokio::spawn(recorder))
             };
             rt.block_on(async {
-                let a = tokio::spawn(side(on_engine));
-                let b = tokio::spawn(side(on_baseline));
-                let (a, b) = tokio::join!(a, b);
-                a.and(b).unwrap();
+                let (a, b) = side(on_engine);
+                let (c, d) = side(on_baseline);
+                let (a, b, c, d) = tokio::join!(a, b, c, d);
+                a.and(b).and(c).and(d).unwrap();
             });
             let log = log.lock().unwrap();
             let mut runs: Vec<(bool, u64)> = Vec::new();

@@ -468,25 +468,37 @@ pub(crate) const LATENCY_EVERY: Duration = Duration::from_micros(500);
 /// timer the only one pending, as when it runs alone.
 pub(crate) const LATENCY_TURN: u64 = 300;
 
-/// One side's part in the turn-taking of a latency run.
+/// One side's part in the turn-taking of a latency run: its producer waits
+/// for the side's turn before each event and counts what it emitted; its
+/// recorder hands the turn over once the turn's last event has been
+/// recorded. Handing over from the recorder keeps the other side's wake-up
+/// (after a long idle, the costliest poll of a run) off both sides'
+/// measured paths: the event that ends a turn has arrived before the
+/// other side is woken, and the other side's first event is stamped a
+/// whole pause after its wake-up.
 #[derive(Clone)]
 pub(crate) struct Turn {
     engine: bool,
-    /// Whether it is the engine's turn.
-    whose: std::sync::Arc<watch::Sender<bool>>,
-    rx: watch::Receiver<bool>,
-    emitted: u64,
+    /// 0 when this side takes the even turns, 1 for the odd ones.
+    parity: u64,
+    /// How many turns have ended.
+    ended: watch::Sender<u64>,
+    rx: watch::Receiver<u64>,
+    /// Events this copy of the side has emitted, or recorded.
+    counted: u64,
 }
 
 impl Turn {
-    /// The two sides of a run; `engine_first` says who starts.
+    /// The two sides of a run; `engine_first` says who starts. Each side
+    /// gives its producer one clone and its recorder another.
     pub(crate) fn pair(engine_first: bool) -> (Turn, Turn) {
-        let whose = std::sync::Arc::new(watch::Sender::new(engine_first));
+        let ended = watch::Sender::new(0);
         let side = |engine: bool| Turn {
             engine,
-            rx: whose.subscribe(),
-            whose: whose.clone(),
-            emitted: 0,
+            parity: u64::from(engine != engine_first),
+            rx: ended.subscribe(),
+            ended: ended.clone(),
+            counted: 0,
         };
         (side(true), side(false))
     }
@@ -496,20 +508,24 @@ impl Turn {
         self.engine
     }
 
-    /// Waits for this side's turn.
+    /// The producer's part: waits for the turn its next event belongs to.
     pub(crate) async fn wait(&mut self) {
-        let engine = self.engine;
+        let mine = self.parity + 2 * (self.counted / LATENCY_TURN);
         // The sender lives in `self`, so the channel cannot close.
-        let _ = self.rx.wait_for(|&whose| whose == engine).await;
+        let _ = self.rx.wait_for(|&ended| ended == mine).await;
     }
 
-    /// Counts an emitted event; hands the turn over after a full turn or
-    /// after this side's last event.
-    pub(crate) fn emitted(&mut self, last: bool) {
-        self.emitted += 1;
-        if self.emitted == LATENCY_TURN || last {
-            self.emitted = 0;
-            self.whose.send_replace(!self.engine);
+    /// The producer's part: counts an emitted event.
+    pub(crate) fn emitted(&mut self) {
+        self.counted += 1;
+    }
+
+    /// The recorder's part: counts a recorded event, and ends the turn
+    /// after its last event or after this side's last event.
+    pub(crate) fn recorded(&mut self, last: bool) {
+        self.counted += 1;
+        if self.counted % LATENCY_TURN == 0 || last {
+            self.ended.send_modify(|ended| *ended += 1);
         }
     }
 }
@@ -537,34 +553,46 @@ impl Producer<Instant> for Paced {
         tokio::time::sleep(self.every).await;
         out.emit(Instant::now());
         self.left -= 1;
-        self.turn.emitted(self.left == 0);
+        self.turn.emitted();
         Ok(Flow::Continue)
     }
 }
 
-/// Records, for each event, the time since its stamp, in nanoseconds.
+/// Records, for each event, the time since its stamp, in nanoseconds, and
+/// ends its side's turns ([`Turn::recorded`]). Clones share the record;
+/// only one of them records.
 #[derive(Clone)]
-struct Record(std::sync::Arc<std::sync::Mutex<Vec<u64>>>);
+struct Record {
+    nanos: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    turn: Turn,
+    /// Events still to record.
+    left: u64,
+}
 
 impl Record {
-    fn new(n: u64) -> Record {
-        Record(std::sync::Arc::new(std::sync::Mutex::new(
-            Vec::with_capacity(n as usize),
-        )))
+    fn new(events: u64, turn: Turn) -> Record {
+        Record {
+            nanos: std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(events as usize))),
+            turn,
+            left: events,
+        }
     }
 
-    fn record(&self, stamps: &[Instant]) {
+    fn record(&mut self, stamps: &[Instant]) {
         let now = Instant::now();
-        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        v.extend(
+        self.nanos.lock().unwrap_or_else(|e| e.into_inner()).extend(
             stamps
                 .iter()
                 .map(|s| now.saturating_duration_since(*s).as_nanos() as u64),
         );
+        for _ in stamps {
+            self.left = self.left.saturating_sub(1);
+            self.turn.recorded(self.left == 0);
+        }
     }
 
     fn take(&self) -> Vec<u64> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.nanos.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -583,7 +611,7 @@ pub(crate) async fn engine_latency(
     every: Duration,
     turn: Turn,
 ) -> Result<Vec<u64>, String> {
-    let rec = Record::new(n);
+    let rec = Record::new(n, turn.clone());
     let mut p = Pipeline::new();
     let a = p.producer(
         "source",
@@ -614,17 +642,17 @@ pub(crate) async fn baseline_latency(
     every: Duration,
     mut turn: Turn,
 ) -> Result<Vec<u64>, String> {
-    let rec = Record::new(n);
+    let rec = Record::new(n, turn.clone());
     let (tx1, mut rx1) = mpsc::channel::<Instant>(1000);
     let (tx2, mut rx2) = mpsc::channel::<Instant>(1000);
     let a = tokio::spawn(async move {
-        for i in 1..=n {
+        for _ in 0..n {
             turn.wait().await;
             tokio::time::sleep(every).await;
             if tx1.send(Instant::now()).await.is_err() {
                 return;
             }
-            turn.emitted(i == n);
+            turn.emitted();
         }
     });
     let m = tokio::spawn(async move {
@@ -634,7 +662,7 @@ pub(crate) async fn baseline_latency(
             }
         }
     });
-    let r = rec.clone();
+    let mut r = rec.clone();
     let c = tokio::spawn(async move {
         while let Some(t) = rx2.recv().await {
             r.record(&[t]);
