@@ -75,9 +75,12 @@ const LATENCY_HELP: &str = "\
 tick), stamps it with the time and emits it through map to a consumer,
 which records now - stamp. The same chain by hand is three tokio tasks
 joined by mpsc channels of single events, paced the same way. In each
-run both chains are alive and take turns of 300 events, so that a busy
-spell of the host falls on both alike; only one emits at a time. A short
-warm-up run comes first, then --reps runs (default 5) of --events events
+run both chains are alive and take turns of 300 measured events, so that
+a busy spell of the host falls on both alike; only one emits at a time.
+Each turn opens and closes with an event that is not measured (the first
+comes after idling a whole turn, after the last the producer waits for
+its next turn), so what is measured is a steady stream. A short warm-up
+run comes first, then --reps runs (default 5) of --events measured events
 per side (default 3000); p50/p90/p99/max are computed per run and side,
 and the medians over runs reported. --json prints
 {\"events\",\"reps\",\"engine_p50_us\",\"engine_p90_us\",\"engine_p99_us\",
@@ -341,11 +344,11 @@ fn run_latency(rt: &tokio::runtime::Runtime, o: &Options) -> i32 {
         let side = if rep == 0 { "warm-up" } else { "both sides" };
         progress.step("latency", side, rep, o.reps);
         // Who starts alternates, so neither side always has the first turn.
-        let (on_engine, on_baseline) = shapes::Turn::pair(rep % 2 == 1);
+        let (on_engine, on_baseline) = shapes::Turn::pair(n, rep % 2 == 1);
         let (e, b) = rt.block_on(async {
             tokio::join!(
-                shapes::engine_latency(n, every, on_engine),
-                shapes::baseline_latency(n, every, on_baseline),
+                shapes::engine_latency(every, on_engine),
+                shapes::baseline_latency(every, on_baseline),
             )
         });
         for (side, r, runs) in [("engine", e, &mut engine), ("baseline", b, &mut baseline)] {
@@ -560,7 +563,8 @@ mod tests {
     }
 
     /// The sides of a latency run emit in whole turns, one side at a time,
-    /// starting with the one chosen, until each has emitted all its events.
+    /// starting with the one chosen, until each has measured all its
+    /// events; each turn opens and closes with an event not measured.
     #[test]
     fn latency_sides_take_turns() {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -570,15 +574,17 @@ mod tests {
         let n = 2 * shapes::LATENCY_TURN + 100;
         for engine_first in [true, false] {
             let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            let (on_engine, on_baseline) = shapes::Turn::pair(engine_first);
+            let (on_engine, on_baseline) = shapes::Turn::pair(n, engine_first);
             // A side: a producer that logs each event it emits, and a
-            // recorder that receives them in a task of its own.
+            // recorder that receives them in a task of its own and counts
+            // those measured.
             let side = |mut turn: shapes::Turn| {
                 let log = log.clone();
                 let mut recorder_turn = turn.clone();
+                let emit = turn.to_emit();
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let producer = async move {
-                    for _ in 0..n {
+                    for _ in 0..emit {
                         turn.wait().await;
                         log.lock().unwrap().push(turn.is_engine());
                         tx.send(()).unwrap();
@@ -586,22 +592,27 @@ mod tests {
                     }
                 };
                 let recorder = async move {
-                    for i in 1..=n {
+                    let mut measured = 0;
+                    for _ in 0..emit {
                         rx.recv().await.unwrap();
                         // Were the other side (or this producer's next
                         // turn) let through early, it would emit now.
                         tokio::task::yield_now().await;
-                        recorder_turn.recorded(i == n);
+                        measured += u64::from(recorder_turn.recorded());
                     }
+                    measured
                 };
                 (tokio::spawn(producer), tokio::spawn(recorder))
             };
-            rt.block_on(async {
+            let measured = rt.block_on(async {
                 let (a, b) = side(on_engine);
                 let (c, d) = side(on_baseline);
                 let (a, b, c, d) = tokio::join!(a, b, c, d);
-                a.and(b).and(c).and(d).unwrap();
+                a.unwrap();
+                c.unwrap();
+                [b.unwrap(), d.unwrap()]
             });
+            assert_eq!(measured, [n, n]);
             let log = log.lock().unwrap();
             let mut runs: Vec<(bool, u64)> = Vec::new();
             for &engine in log.iter() {
@@ -611,15 +622,16 @@ mod tests {
                 }
             }
             let (first, second) = (engine_first, !engine_first);
+            let turn = shapes::LATENCY_TURN + 2;
             assert_eq!(
                 runs,
                 [
-                    (first, shapes::LATENCY_TURN),
-                    (second, shapes::LATENCY_TURN),
-                    (first, shapes::LATENCY_TURN),
-                    (second, shapes::LATENCY_TURN),
-                    (first, 100),
-                    (second, 100),
+                    (first, turn),
+                    (second, turn),
+                    (first, turn),
+                    (second, turn),
+                    (first, 102),
+                    (second, 102),
                 ]
             );
         }

@@ -457,7 +457,8 @@ pub(crate) const LATENCY_EVENTS: u64 = 3_000;
 /// about one per millisecond, each alone in the pipeline.
 pub(crate) const LATENCY_EVERY: Duration = Duration::from_micros(500);
 
-/// Events one side of a latency run emits before the other side's turn.
+/// Events one side of a latency run measures in a turn, before the other
+/// side's turn.
 ///
 /// Both chains of a run are alive from start to end and take turns, so
 /// that a spell of a busy host (a neighbour on the machine, an interrupt
@@ -468,37 +469,49 @@ pub(crate) const LATENCY_EVERY: Duration = Duration::from_micros(500);
 /// timer the only one pending, as when it runs alone.
 pub(crate) const LATENCY_TURN: u64 = 300;
 
-/// One side's part in the turn-taking of a latency run: its producer waits
-/// for the side's turn before each event and counts what it emitted; its
-/// recorder hands the turn over once the turn's last event has been
-/// recorded. Handing over from the recorder keeps the other side's wake-up
-/// (after a long idle, the costliest poll of a run) off both sides'
-/// measured paths: the event that ends a turn has arrived before the
-/// other side is woken, and the other side's first event is stamped a
-/// whole pause after its wake-up.
+/// One side's part in the turn-taking of a latency run.
+///
+/// Its producer waits for the side's turn before each event and counts
+/// what it emitted; its recorder hands the turn over once the turn's last
+/// event has been recorded, so that the other side's wake-up (after a long
+/// idle, the costliest poll of a run) is off both sides' measured paths.
+///
+/// A turn opens and closes with an event that is not measured: the
+/// measured events are those of a steady stream, one every pause, as when
+/// a side runs alone. The opening event is the first after the side idled
+/// a whole turn while the other side ran other code (7-17 µs where a
+/// steady event takes 0.3-1 µs), and after the closing event the producer
+/// waits for its next turn instead of its pause timer.
 #[derive(Clone)]
 pub(crate) struct Turn {
     engine: bool,
     /// 0 when this side takes the even turns, 1 for the odd ones.
     parity: u64,
-    /// How many turns have ended.
+    /// How many turns have ended, of both sides.
     ended: watch::Sender<u64>,
     rx: watch::Receiver<u64>,
-    /// Events this copy of the side has emitted, or recorded.
-    counted: u64,
+    /// Events the side measures in all.
+    measured: u64,
+    /// Turns of this side this copy has gone through.
+    turns: u64,
+    /// Events this copy has emitted, or recorded, in the current turn.
+    into_turn: u64,
 }
 
 impl Turn {
-    /// The two sides of a run; `engine_first` says who starts. Each side
-    /// gives its producer one clone and its recorder another.
-    pub(crate) fn pair(engine_first: bool) -> (Turn, Turn) {
+    /// The two sides of a run measuring `measured` events each;
+    /// `engine_first` says who starts. Each side gives its producer one
+    /// clone and its recorder another.
+    pub(crate) fn pair(measured: u64, engine_first: bool) -> (Turn, Turn) {
         let ended = watch::Sender::new(0);
         let side = |engine: bool| Turn {
             engine,
             parity: u64::from(engine != engine_first),
             rx: ended.subscribe(),
             ended: ended.clone(),
-            counted: 0,
+            measured,
+            turns: 0,
+            into_turn: 0,
         };
         (side(true), side(false))
     }
@@ -508,25 +521,46 @@ impl Turn {
         self.engine
     }
 
+    /// Events the side's producer emits: the measured ones, and an opening
+    /// and a closing event per turn.
+    pub(crate) fn to_emit(&self) -> u64 {
+        self.measured + 2 * self.measured.div_ceil(LATENCY_TURN)
+    }
+
     /// The producer's part: waits for the turn its next event belongs to.
     pub(crate) async fn wait(&mut self) {
-        let mine = self.parity + 2 * (self.counted / LATENCY_TURN);
+        let mine = self.parity + 2 * self.turns;
         // The sender lives in `self`, so the channel cannot close.
         let _ = self.rx.wait_for(|&ended| ended == mine).await;
     }
 
     /// The producer's part: counts an emitted event.
     pub(crate) fn emitted(&mut self) {
-        self.counted += 1;
+        self.step();
     }
 
-    /// The recorder's part: counts a recorded event, and ends the turn
-    /// after its last event or after this side's last event.
-    pub(crate) fn recorded(&mut self, last: bool) {
-        self.counted += 1;
-        if self.counted % LATENCY_TURN == 0 || last {
+    /// The recorder's part: counts a recorded event, ends the turn after
+    /// its closing event, and says whether the event is measured.
+    pub(crate) fn recorded(&mut self) -> bool {
+        let (measured, closing) = self.step();
+        if closing {
             self.ended.send_modify(|ended| *ended += 1);
         }
+        measured
+    }
+
+    /// Moves past one event of the current turn: whether it is measured,
+    /// and whether it closes the turn.
+    fn step(&mut self) -> (bool, bool) {
+        let in_turn = (self.measured - self.turns * LATENCY_TURN).min(LATENCY_TURN);
+        self.into_turn += 1;
+        let closing = self.into_turn == in_turn + 2;
+        let measured = self.into_turn != 1 && !closing;
+        if closing {
+            self.turns += 1;
+            self.into_turn = 0;
+        }
+        (measured, closing)
     }
 }
 
@@ -558,36 +592,31 @@ impl Producer<Instant> for Paced {
     }
 }
 
-/// Records, for each event, the time since its stamp, in nanoseconds, and
-/// ends its side's turns ([`Turn::recorded`]). Clones share the record;
-/// only one of them records.
+/// Records, for each measured event, the time since its stamp, in
+/// nanoseconds, and ends its side's turns ([`Turn::recorded`]). Clones
+/// share the record; only one of them records.
 #[derive(Clone)]
 struct Record {
     nanos: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
     turn: Turn,
-    /// Events still to record.
-    left: u64,
 }
 
 impl Record {
-    fn new(events: u64, turn: Turn) -> Record {
+    fn new(turn: Turn) -> Record {
+        let nanos = Vec::with_capacity(turn.measured as usize);
         Record {
-            nanos: std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(events as usize))),
+            nanos: std::sync::Arc::new(std::sync::Mutex::new(nanos)),
             turn,
-            left: events,
         }
     }
 
     fn record(&mut self, stamps: &[Instant]) {
         let now = Instant::now();
-        self.nanos.lock().unwrap_or_else(|e| e.into_inner()).extend(
-            stamps
-                .iter()
-                .map(|s| now.saturating_duration_since(*s).as_nanos() as u64),
-        );
-        for _ in stamps {
-            self.left = self.left.saturating_sub(1);
-            self.turn.recorded(self.left == 0);
+        let mut nanos = self.nanos.lock().unwrap_or_else(|e| e.into_inner());
+        for stamp in stamps {
+            if self.turn.recorded() {
+                nanos.push(now.saturating_duration_since(*stamp).as_nanos() as u64);
+            }
         }
     }
 
@@ -604,19 +633,15 @@ impl Consumer<Instant> for Record {
 }
 
 /// Producer → map → consumer on the engine, one stamped event every
-/// `every` while it is `turn`'s turn: the latency of each event from
-/// emission to consumption, in nanoseconds, in arrival order.
-pub(crate) async fn engine_latency(
-    n: u64,
-    every: Duration,
-    turn: Turn,
-) -> Result<Vec<u64>, String> {
-    let rec = Record::new(n, turn.clone());
+/// `every` while it is `turn`'s turn: the latency of each measured event
+/// from emission to consumption, in nanoseconds, in arrival order.
+pub(crate) async fn engine_latency(every: Duration, turn: Turn) -> Result<Vec<u64>, String> {
+    let rec = Record::new(turn.clone());
     let mut p = Pipeline::new();
     let a = p.producer(
         "source",
         Paced {
-            left: n,
+            left: turn.to_emit(),
             every,
             turn,
         },
@@ -637,16 +662,12 @@ pub(crate) async fn engine_latency(
 /// The same as [`engine_latency`] by hand: three tokio tasks joined by
 /// bounded `mpsc` channels of single events (room for 1000, the engine's
 /// default `max_demand`), paced by the same sleep and taking the same turns.
-pub(crate) async fn baseline_latency(
-    n: u64,
-    every: Duration,
-    mut turn: Turn,
-) -> Result<Vec<u64>, String> {
-    let rec = Record::new(n, turn.clone());
+pub(crate) async fn baseline_latency(every: Duration, mut turn: Turn) -> Result<Vec<u64>, String> {
+    let rec = Record::new(turn.clone());
     let (tx1, mut rx1) = mpsc::channel::<Instant>(1000);
     let (tx2, mut rx2) = mpsc::channel::<Instant>(1000);
     let a = tokio::spawn(async move {
-        for _ in 0..n {
+        for _ in 0..turn.to_emit() {
             turn.wait().await;
             tokio::time::sleep(every).await;
             if tx1.send(Instant::now()).await.is_err() {
